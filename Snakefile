@@ -1,0 +1,26 @@
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/audio.smk"
+include: "rules/video.smk"
+include: "rules/features.smk"
+include: "rules/train.smk"
+include: "rules/predict.smk"
+include: "rules/fusion.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        expand("results/submission_{task}.txt", task=TASKS),
+    default_target: True

@@ -1,0 +1,63 @@
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# Jobs (scripts, and cluster jobs that inherit the environment) import the library from this checkout.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from avaffect.corpus import SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
+from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
+
+TASKS = config["tasks"]
+MODELS = config["models"]
+CORPUS = Path(config["corpus"]["root"])
+
+if config["separation"]["method"] == "spleeter":
+    raise WorkflowError(
+        "config separation.method: 'spleeter' is not available in this version (it needs its own "
+        "TensorFlow environment); set separation.method to 'none'"
+    )
+
+MANIFEST = demo_manifest(CORPUS) if config["corpus"]["demo"] else scan_corpus(CORPUS, tuple(TASKS))
+VIDEOS = sorted(MANIFEST.videos)
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    model="|".join(MODELS),
+    split="|".join(SPLITS),
+    video="|".join(map(re.escape, VIDEOS)),
+
+
+def video_file(wildcards):
+    return str(MANIFEST.videos[wildcards.video])
+
+
+def split_videos(task, split):
+    return MANIFEST.videos_of(task, split)
+
+
+def embedding_path(model, video):
+    spec = MODELS[model]
+    return f"results/embeddings/{spec['modality']}/{spec['extractor']}/{video}.parquet"
+
+
+def model_embeddings(model, task, splits):
+    return [embedding_path(model, v) for split in splits for v in split_videos(task, split)]
+
+
+def probes(task, splits):
+    return [f"results/probe/{v}.json" for split in splits for v in split_videos(task, split)]
+
+
+def annotations(task, split):
+    return [str(annotation_path(CORPUS, task, split, s)) for s in MANIFEST.samples[task][split]]
+
+
+def samples_by_split(task, splits):
+    return {split: MANIFEST.samples[task][split] for split in splits}

@@ -1,0 +1,42 @@
+rule face_embeddings:
+    input:
+        landmarks="results/landmarks/{video}.parquet",
+        probe="results/probe/{video}.json",
+    output:
+        "results/embeddings/face/landmarks/{video}.parquet",
+    log:
+        "results/logs/face_embeddings/landmarks/{video}.log",
+    benchmark:
+        "results/benchmarks/face_embeddings/landmarks/{video}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/face_embeddings.py"
+
+
+rule audio_embeddings:
+    input:
+        audio="results/audio/vocals/{video}.wav",
+        vad="results/vad/{video}.parquet",
+        probe="results/probe/{video}.json",
+    output:
+        "results/embeddings/audio/logmel/{video}.parquet",
+    log:
+        "results/logs/audio_embeddings/logmel/{video}.log",
+    benchmark:
+        "results/benchmarks/audio_embeddings/logmel/{video}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio=config["embeddings"]["audio"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/audio_embeddings.py"

@@ -1,0 +1,28 @@
+rule train:
+    input:
+        embeddings=lambda w: model_embeddings(w.model, w.task, ["train", "validation"]),
+        probes=lambda w: probes(w.task, ["train", "validation"]),
+        annotations=lambda w: annotations(w.task, "train") + annotations(w.task, "validation"),
+    output:
+        checkpoint="results/models/{model}/{task}/checkpoint.pt",
+        metrics="results/models/{model}/{task}/metrics.json",
+        history="results/models/{model}/{task}/history.tsv",
+    log:
+        "results/logs/train/{model}/{task}.log",
+    benchmark:
+        "results/benchmarks/train/{model}/{task}.tsv"
+    params:
+        samples=lambda w: samples_by_split(w.task, ["train", "validation"]),
+        corpus=str(CORPUS),
+        modality=lambda w: MODELS[w.model]["modality"],
+        transformer=config["transformer"],
+        training=config["training"],
+        rate_hz=config["embeddings"]["rate_hz"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/train.py"

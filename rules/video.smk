@@ -1,0 +1,85 @@
+rule probe_video:
+    input:
+        video=video_file,
+    output:
+        "results/probe/{video}.json",
+    log:
+        "results/logs/probe_video/{video}.log",
+    benchmark:
+        "results/benchmarks/probe_video/{video}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/probe_video.py"
+
+
+rule detect_faces:
+    input:
+        video=video_file,
+        probe="results/probe/{video}.json",
+    output:
+        "results/faces/{video}.parquet",
+    log:
+        "results/logs/detect_faces/{video}.log",
+    benchmark:
+        "results/benchmarks/detect_faces/{video}.tsv"
+    params:
+        detector=config["faces"]["detector"],
+        batch_size=config["faces"]["batch_size"],
+        mediapipe=config["faces"]["mediapipe"],
+        retinaface=config["faces"]["retinaface"],
+        tracking=config["faces"]["tracking"],
+        device=config["device"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/detect_faces.py"
+
+
+rule face_landmarks:
+    input:
+        video=video_file,
+        faces="results/faces/{video}.parquet",
+        probe="results/probe/{video}.json",
+    output:
+        "results/landmarks/{video}.parquet",
+    log:
+        "results/logs/face_landmarks/{video}.log",
+    benchmark:
+        "results/benchmarks/face_landmarks/{video}.tsv"
+    params:
+        crop_margin=config["landmarks"]["crop_margin"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/face_landmarks.py"
+
+
+rule mouth_vad:
+    input:
+        landmarks="results/landmarks/{video}.parquet",
+        probe="results/probe/{video}.json",
+    output:
+        "results/vad/{video}.parquet",
+    log:
+        "results/logs/mouth_vad/{video}.log",
+    benchmark:
+        "results/benchmarks/mouth_vad/{video}.tsv"
+    params:
+        vad=config["vad"],
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/mouth_vad.py"

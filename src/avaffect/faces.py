@@ -1,0 +1,218 @@
+"""Face detection behind one interface, same-person tracking across frames, and cropping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+"""Five-point landmarks in image coordinates; "left" is the smaller x in the image."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """One detected face in pixel coordinates of the frame it was found in."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    landmarks: np.ndarray  # (5, 2) float32 in LANDMARK_NAMES order; NaN where a detector has none
+    detector: str = ""
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2)
+
+    @property
+    def size(self) -> float:
+        return max(self.x2 - self.x1, self.y2 - self.y1)
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        """Faces of each RGB uint8 image (H, W, 3), best score first."""
+        ...
+
+
+def resolve_device(device: str) -> str:
+    """`auto` picks CUDA when torch sees a GPU; anything else is used as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class MediaPipeDetector:
+    """MediaPipe's BlazeFace detector, bundled with the mediapipe 0.10.14 wheel (no download)."""
+
+    name = "mediapipe"
+
+    def __init__(self, model_selection: int = 1, score_threshold: float = 0.5):
+        import mediapipe as mp
+
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=model_selection, min_detection_confidence=score_threshold
+        )
+
+    def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        return [self._detect(image) for image in images_rgb]
+
+    def _detect(self, image: np.ndarray) -> list[FaceBox]:
+        height, width = image.shape[:2]
+        found = self._detector.process(np.ascontiguousarray(image)).detections or []
+        boxes = []
+        for detection in found:
+            rel = detection.location_data.relative_bounding_box
+            keypoints = detection.location_data.relative_keypoints
+            # BlazeFace keypoints: right eye, left eye (the subject's), nose tip, mouth centre, two ears.
+            eyes = sorted([(keypoints[0].x, keypoints[0].y), (keypoints[1].x, keypoints[1].y)])
+            mouth = (keypoints[3].x, keypoints[3].y)
+            points = np.array([*eyes, (keypoints[2].x, keypoints[2].y), mouth, mouth], np.float32)
+            points *= np.array([width, height], np.float32)
+            x1, y1 = max(rel.xmin * width, 0.0), max(rel.ymin * height, 0.0)
+            x2 = min((rel.xmin + rel.width) * width, float(width))
+            y2 = min((rel.ymin + rel.height) * height, float(height))
+            boxes.append(FaceBox(x1, y1, x2, y2, float(detection.score[0]), points, self.name))
+        return sorted(boxes, key=lambda box: -box.score)
+
+
+class FallbackDetector:
+    """Ask the next detector only for the images in which the previous ones found nothing."""
+
+    def __init__(self, detectors: Sequence[FaceDetector]):
+        self.detectors = list(detectors)
+        self.name = "+".join(d.name for d in self.detectors)
+
+    def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        results: list[list[FaceBox]] = [[] for _ in images_rgb]
+        for detector in self.detectors:
+            todo = [i for i, faces in enumerate(results) if not faces]
+            if not todo:
+                break
+            for i, faces in zip(todo, detector.detect_batch([images_rgb[i] for i in todo]), strict=True):
+                results[i] = [replace(face, detector=detector.name) for face in faces]
+        return results
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = ix * iy
+    union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def track_person(detections: Sequence[Sequence[FaceBox]], min_iou: float, max_gap: int) -> list[FaceBox | None]:
+    """One face per frame that stays on the same person, or None where that person is not seen.
+
+    The track starts on the largest confident face and continues with the face overlapping the last
+    accepted box; only after `max_gap` frames without it may another face start a new track, so a
+    cut-away to someone else is marked as absent rather than swapped in.
+    """
+    track: list[FaceBox | None] = []
+    last: FaceBox | None = None
+    missed = 0
+    for faces in detections:
+        chosen = None
+        if last is not None and faces:
+            best = max(faces, key=lambda face: iou(face, last))
+            chosen = best if iou(best, last) >= min_iou else None
+        if chosen is None and faces and (last is None or missed >= max_gap):
+            chosen = max(faces, key=lambda face: face.score * (face.x2 - face.x1) * (face.y2 - face.y1))
+        track.append(chosen)
+        if chosen is None:
+            missed += 1
+        else:
+            last, missed = chosen, 0
+    return track
+
+
+def crop_box(box: FaceBox, width: int, height: int, margin_px: float, margin_fraction: float = 0.0
+             ) -> tuple[int, int, int, int]:
+    """Integer crop (x1, y1, x2, y2) around a face: a fixed margin plus a fraction of the box size,
+    clipped to the frame."""
+    pad_x = margin_px + margin_fraction * (box.x2 - box.x1)
+    pad_y = margin_px + margin_fraction * (box.y2 - box.y1)
+    x1 = int(np.floor(max(0.0, box.x1 - pad_x)))
+    y1 = int(np.floor(max(0.0, box.y1 - pad_y)))
+    x2 = int(np.ceil(min(float(width), box.x2 + pad_x)))
+    y2 = int(np.ceil(min(float(height), box.y2 + pad_y)))
+    return x1, y1, x2, y2
+
+
+def build_detector(spec: str, mediapipe: dict, retinaface: dict, device: str) -> FaceDetector:
+    """A detector from its config name; `a+b` asks b only for frames in which a found nothing."""
+    detectors: list[FaceDetector] = []
+    for name in spec.split("+"):
+        if name == "mediapipe":
+            detectors.append(MediaPipeDetector(mediapipe["model_selection"], mediapipe["score_threshold"]))
+        elif name == "retinaface":
+            from avaffect.retinaface import RetinaFaceDetector
+
+            weights = Path(retinaface["weights"])
+            if not weights.is_file():
+                raise FileNotFoundError(
+                    f"{weights}: RetinaFace weights (mobilenet0.25_Final.pth) not found; set config "
+                    "faces.retinaface.weights to the file"
+                )
+            detectors.append(RetinaFaceDetector(weights, resolve_device(device), retinaface["score_threshold"],
+                                                retinaface["nms_threshold"]))
+        else:
+            raise ValueError(f"unknown face detector '{name}' (expected mediapipe or retinaface)")
+    return detectors[0] if len(detectors) == 1 else FallbackDetector(detectors)
+
+
+def detect_all(frames: Iterable[tuple[int, np.ndarray]], detector: FaceDetector, batch_size: int
+               ) -> tuple[list[int], list[list[FaceBox]]]:
+    """Frame numbers and the faces found in each, detecting `batch_size` frames per call."""
+    numbers: list[int] = []
+    found: list[list[FaceBox]] = []
+    batch: list[np.ndarray] = []
+    for number, image in frames:
+        numbers.append(number)
+        batch.append(image)
+        if len(batch) == batch_size:
+            found.extend(detector.detect_batch(batch))
+            batch = []
+    if batch:
+        found.extend(detector.detect_batch(batch))
+    return numbers, found
+
+
+BOX_COLUMNS = ("x1", "y1", "x2", "y2")
+
+
+def faces_table(numbers: Sequence[int], track: Sequence[FaceBox | None], counts: Sequence[int], fps: float
+                ) -> pd.DataFrame:
+    """One row per frame: the tracked face's box, score, detector and 5 landmarks (NaN when absent)."""
+    rows = []
+    for number, box, count in zip(numbers, track, counts, strict=True):
+        row = {"frame": number, "time_s": (number - 1) / fps, "has_face": box is not None, "n_faces": count}
+        row |= dict(zip(BOX_COLUMNS, (box.x1, box.y1, box.x2, box.y2) if box else (np.nan,) * 4, strict=True))
+        row["score"] = box.score if box else np.nan
+        row["detector"] = box.detector if box else ""
+        points = box.landmarks if box else np.full((len(LANDMARK_NAMES), 2), np.nan)
+        for name, (x, y) in zip(LANDMARK_NAMES, points, strict=True):
+            row[f"{name}_x"], row[f"{name}_y"] = float(x), float(y)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def boxes_from_table(table: pd.DataFrame) -> dict[int, FaceBox]:
+    """The tracked face of every frame that has one, keyed by frame number."""
+    present = table[table["has_face"]]
+    boxes = {}
+    for row in present.itertuples(index=False):
+        points = np.array([[getattr(row, f"{n}_x"), getattr(row, f"{n}_y")] for n in LANDMARK_NAMES], np.float32)
+        boxes[int(row.frame)] = FaceBox(row.x1, row.y1, row.x2, row.y2, row.score, points, row.detector)
+    return boxes

@@ -1,0 +1,140 @@
+"""Video and audio I/O through FFmpeg's libraries (PyAV): probing by decoding, frame access, audio."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+PCM16_SCALE = 32768.0
+
+
+class MediaError(RuntimeError):
+    """A media file that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    n_frames: int  # counted by decoding: container frame counts are unreliable
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    container_frames: int
+    has_audio: bool
+    audio_sample_rate: int | None
+    audio_channels: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    if Path(path).stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)")
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as err:
+        raise MediaError(f"{path}: not a readable media file ({err})") from err
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise MediaError(f"{path}: has no video stream")
+    return container.streams.video[0]
+
+
+def _decode_video(container: av.container.InputContainer, stream, path: Path) -> Iterator[av.VideoFrame]:
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as err:
+        raise MediaError(f"{path}: video stream is corrupt ({err})") from err
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Decode every frame once to count them, and describe the streams."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate or float(rate) <= 0:
+            raise MediaError(f"{path}: video stream has no frame rate")
+        n_frames = sum(1 for _ in _decode_video(container, stream, path))
+        if n_frames == 0:
+            raise MediaError(f"{path}: no decodable video frames")
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=str(path),
+            n_frames=n_frames,
+            fps=float(rate),
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration_s=n_frames / float(rate),
+            container_frames=int(stream.frames or 0),
+            has_audio=audio is not None,
+            audio_sample_rate=audio.codec_context.sample_rate if audio else None,
+            audio_channels=audio.codec_context.channels if audio else None,
+        )
+
+
+def iter_frames(path: Path, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (1-based frame number, RGB uint8 image) in decoding order, only the requested frames if given."""
+    wanted = None if frames is None else set(frames)
+    last = max(wanted) if wanted else None
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        for number, frame in enumerate(_decode_video(container, stream, path), start=1):
+            if wanted is None or number in wanted:
+                yield number, frame.to_ndarray(format="rgb24")
+            if last is not None and number >= last:
+                return
+
+
+def extract_audio(video: Path, sample_rate: int) -> np.ndarray | None:
+    """Mono float32 samples of the first audio stream at `sample_rate`, or None when there is none."""
+    with _open(video) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+        except av.error.FFmpegError as err:
+            raise MediaError(f"{video}: audio stream is corrupt ({err})") from err
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return samples.astype(np.float32) / PCM16_SCALE
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM mono wav."""
+    pcm = np.clip(np.round(samples * PCM16_SCALE), -PCM16_SCALE, PCM16_SCALE - 1).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and the sample rate of a 16-bit PCM wav."""
+    try:
+        with wave.open(str(path), "rb") as src:
+            if src.getsampwidth() != 2:
+                raise MediaError(f"{path}: expected 16-bit PCM, got {8 * src.getsampwidth()}-bit")
+            rate, channels = src.getframerate(), src.getnchannels()
+            data = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2")
+    except (wave.Error, EOFError) as err:
+        raise MediaError(f"{path}: not a readable wav file ({err})") from err
+    samples = data.reshape(-1, channels).mean(axis=1) if channels > 1 else data
+    return samples.astype(np.float32) / PCM16_SCALE, rate

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from avaffect.corpus import (
+    AnnotationError,
+    CorpusError,
+    align_to_frames,
+    annotation_path,
+    read_annotation,
+    scan_corpus,
+    challenge_test_list,
+    video_of,
+)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_va_annotation_marks_invalid_frames(tmp_path):
+    f = tmp_path / "v.txt"
+    write(f, "valence,arousal\n0.5,-0.25\n-5,-5\n1,1\n")
+    labels = read_annotation(f, "va")
+    assert labels.shape == (3, 2)
+    assert np.isnan(labels[1]).all() and labels[0].tolist() == [0.5, -0.25]
+
+
+def test_expr_annotation(tmp_path):
+    f = tmp_path / "e.txt"
+    write(f, "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n7\n-1\n")
+    assert read_annotation(f, "expr").tolist() == [0, 7, -1]
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "message"),
+    [
+        ("va", "arousal,valence\n0,0\n", "first line"),
+        ("va", "valence,arousal\n0.1;0.2\n", "line 2"),
+        ("va", "valence,arousal\n0,0\n1.5,0\n", "line 3"),
+        ("expr", "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n8\n", "line 3"),
+        ("expr", "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n", "no label lines"),
+    ],
+)
+def test_bad_annotations_name_file_and_line(tmp_path, task, text, message):
+    f = tmp_path / "bad.txt"
+    write(f, text)
+    with pytest.raises(AnnotationError, match=message) as err:
+        read_annotation(f, task)
+    assert "bad.txt" in str(err.value)
+
+
+def test_alignment_never_shifts():
+    labels = np.array([0, 1, 2, 3])
+    assert align_to_frames(labels, 3).tolist() == [0, 1, 2]
+    assert align_to_frames(labels, 6).tolist() == [0, 1, 2, 3, -1, -1]
+    va = np.array([[0.1, 0.2]])
+    assert np.isnan(align_to_frames(va, 2)[1]).all()
+
+
+def test_scan_corpus_and_two_person_names(tmp_path):
+    for split, name in (("train", "a"), ("train", "b_left"), ("train", "b_right"), ("validation", "c")):
+        write(annotation_path(tmp_path, "va", split, name), "valence,arousal\n0,0\n")
+    write(challenge_test_list(tmp_path, "va"), "d\n\n")
+    for video in "abcd":
+        write(tmp_path / "videos" / f"{video}.mp4", "x")
+    manifest = scan_corpus(tmp_path, ("va",))
+    assert manifest.samples["va"]["train"] == ["a", "b_left", "b_right"]
+    assert manifest.videos_of("va", "train") == ["a", "b"]
+    assert sorted(manifest.videos) == ["a", "b", "c", "d"]
+    assert video_of("b_left") == "b" and manifest.split_of("va", "d") == "test"
+
+
+def test_scan_corpus_names_missing_video(tmp_path):
+    write(annotation_path(tmp_path, "va", "train", "a"), "valence,arousal\n0,0\n")
+    write(annotation_path(tmp_path, "va", "validation", "c"), "valence,arousal\n0,0\n")
+    write(challenge_test_list(tmp_path, "va"), "")
+    write(tmp_path / "videos" / "a.mp4", "x")
+    with pytest.raises(CorpusError, match="'c'"):
+        scan_corpus(tmp_path, ("va",))

@@ -1,0 +1,22 @@
+"""Detect faces in every frame and keep the same person across frames."""
+
+from pathlib import Path
+
+from avaffect.faces import build_detector, detect_all, faces_table, track_person
+from avaffect.logs import job_logger
+from avaffect.media import iter_frames
+from avaffect.tables import read_json, write_parquet
+
+log = job_logger(snakemake.log[0], "detect_faces")
+p = snakemake.params
+fps = read_json(snakemake.input.probe)["fps"]
+detector = build_detector(p.detector, p.mediapipe, p.retinaface, p.device)
+numbers, found = detect_all(iter_frames(Path(snakemake.input.video)), detector, p.batch_size)
+track = track_person(found, p.tracking["min_iou"], max(1, round(p.tracking["max_gap_s"] * fps)))
+table = faces_table(numbers, track, [len(f) for f in found], fps)
+seen = int(table["has_face"].sum())
+log.info("%s: tracked face in %d of %d frames (%s)", snakemake.input.video, seen, len(table), detector.name)
+if seen == 0:
+    log.warning("%s: no face found in any frame; face models will have no embeddings for it",
+                snakemake.input.video)
+write_parquet(table, Path(snakemake.output[0]))
