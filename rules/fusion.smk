@@ -15,7 +15,6 @@ rule fuse:
         "results/benchmarks/fuse/{task}.tsv"
     params:
         models=list(MODELS),
-        samples=lambda w: MANIFEST.samples[w.task]["validation"],
         corpus=str(CORPUS),
         draws=config["fusion"]["draws"],
         seed=config["fusion"]["seed"],

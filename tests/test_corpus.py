@@ -6,9 +6,9 @@ from avaffect.corpus import (
     CorpusError,
     align_to_frames,
     annotation_path,
+    challenge_test_list,
     read_annotation,
     scan_corpus,
-    challenge_test_list,
     video_of,
 )
 

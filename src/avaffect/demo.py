@@ -75,14 +75,14 @@ class DemoVideo:
 
 
 DEMO_VIDEOS: tuple[DemoVideo, ...] = (
-    DemoVideo("demo01", "train", Fraction(25), 10.0, 1),
-    DemoVideo("demo02", "train", Fraction(30), 10.0, 2),
-    DemoVideo("demo03", "train", NTSC_FPS, 10.0, 3, audio_rate=16000),
-    DemoVideo("demo04", "train", Fraction(25), 12.0, 4, no_face=((3.0, 4.5),)),
-    DemoVideo("demo05", "train", Fraction(30), 10.0, 5, audio_rate=48000),
-    DemoVideo("demo06", "train", NTSC_FPS, 12.0, 6),
-    DemoVideo("demo07", "train", Fraction(8), 12.0, 7),
-    DemoVideo("demo08", "train", Fraction(25), 10.0, 8),
+    DemoVideo("demo01", "train", Fraction(25), 20.0, 1),
+    DemoVideo("demo02", "train", Fraction(30), 20.0, 2),
+    DemoVideo("demo03", "train", NTSC_FPS, 20.0, 3, audio_rate=16000),
+    DemoVideo("demo04", "train", Fraction(25), 20.0, 4, no_face=((3.0, 4.5),)),
+    DemoVideo("demo05", "train", Fraction(30), 20.0, 5, audio_rate=48000),
+    DemoVideo("demo06", "train", NTSC_FPS, 20.0, 6),
+    DemoVideo("demo07", "train", Fraction(8), 20.0, 7),
+    DemoVideo("demo08", "train", Fraction(25), 20.0, 8),
     DemoVideo("demo09", "validation", Fraction(25), 10.0, 9),
     DemoVideo("demo10", "validation", NTSC_FPS, 10.0, 10),
     DemoVideo("demo11", "validation", Fraction(8), 12.0, 11),

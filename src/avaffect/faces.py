@@ -157,14 +157,14 @@ def build_detector(spec: str, mediapipe: dict, retinaface: dict, device: str) ->
         if name == "mediapipe":
             detectors.append(MediaPipeDetector(mediapipe["model_selection"], mediapipe["score_threshold"]))
         elif name == "retinaface":
-            from avaffect.retinaface import RetinaFaceDetector
-
             weights = Path(retinaface["weights"])
             if not weights.is_file():
                 raise FileNotFoundError(
                     f"{weights}: RetinaFace weights (mobilenet0.25_Final.pth) not found; set config "
                     "faces.retinaface.weights to the file"
                 )
+            from avaffect.retinaface import RetinaFaceDetector
+
             detectors.append(RetinaFaceDetector(weights, resolve_device(device), retinaface["score_threshold"],
                                                 retinaface["nms_threshold"]))
         else:

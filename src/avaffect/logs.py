@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 
 def job_logger(path: str | Path, name: str) -> logging.Logger:
-    """A logger that writes to the job's log file and also shows warnings on stderr."""
+    """A logger that writes to the job's log file, shows warnings on stderr, and records a failure's
+    traceback in the log file before the job exits."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
@@ -19,4 +21,12 @@ def job_logger(path: str | Path, name: str) -> logging.Logger:
     to_stderr.setFormatter(logging.Formatter(f"{name}: %(levelname)s %(message)s"))
     logger.addHandler(to_file)
     logger.addHandler(to_stderr)
+    previous_hook = sys.excepthook
+
+    def log_failure(kind, error, trace):
+        to_file.handle(logger.makeRecord(name, logging.ERROR, __file__, 0, f"{kind.__name__}: {error}",
+                                         None, (kind, error, trace)))
+        previous_hook(kind, error, trace)
+
+    sys.excepthook = log_failure
     return logger

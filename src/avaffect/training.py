@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ from avaffect.corpus import (
     video_of,
 )
 from avaffect.metrics import expr_scores, va_scores
-from avaffect.tables import read_parquet
 from avaffect.models import TemporalTransformer, TransformerConfig, output_activation
+from avaffect.tables import read_parquet
 from avaffect.windows import sliding_starts
 
 TASK_OUTPUTS = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
@@ -137,12 +136,6 @@ def masked_loss(task: str, raw: torch.Tensor, targets: torch.Tensor, mask: torch
     return nn.functional.cross_entropy(raw[mask], targets[mask], weight=weights)
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @dataclass(frozen=True)
 class TrainSettings:
     window: int  # steps
@@ -184,7 +177,7 @@ def predict(model: TemporalTransformer, normalizer: Normalizer, task: str, seque
 def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence],
           architecture: dict, settings: TrainSettings, device: str, log) -> tuple[dict, list[dict]]:
     """Train a transformer; keep the epoch with the best validation score. Returns checkpoint and history."""
-    set_seed(settings.seed)
+    torch.manual_seed(settings.seed)
     normalizer = Normalizer.fit(train_set)
     config = TransformerConfig(n_features=len(normalizer.mean) + 1, n_outputs=TASK_OUTPUTS[task], **architecture)
     model = TemporalTransformer(config).to(device)

@@ -14,7 +14,7 @@ columns = list(PREDICTION_COLUMNS[task])
 validation = [read_parquet(f) for f in snakemake.input.validation]
 test = [read_parquet(f) for f in snakemake.input.test]
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
-labels = frame_labels(validation[0], p.samples, task, Path(p.corpus), probes, log.warning)
+labels = frame_labels(validation[0], task, "validation", Path(p.corpus), probes, log.warning)
 weights, report = choose_fusion(validation, labels, task, columns, p.models, p.draws, p.seed)
 for name, scores in report["validation"].items():
     log.info("validation %s: %s", name, scores)

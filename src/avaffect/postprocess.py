@@ -1,0 +1,122 @@
+"""From window-rate predictions to one smoothed prediction per video frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def frame_times(n_frames: int, fps: float) -> np.ndarray:
+    """Times in seconds of frames 1..n_frames: frame k is shown at (k - 1) / fps."""
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return np.arange(n_frames) / fps
+
+
+def _mean_per_time(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct times and the mean of the values given at each."""
+    unique, inverse, counts = np.unique(times, return_inverse=True, return_counts=True)
+    sums = np.zeros((unique.size, values.shape[1]))
+    np.add.at(sums, inverse, values)
+    return unique, sums / counts[:, None]
+
+
+def interpolate_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_times: np.ndarray
+                          ) -> np.ndarray:
+    """Linear interpolation of each column of `values` (n, d) onto `frame_times` (m,), as (m, d) float64.
+
+    Rows holding NaN are dropped and values at repeated times averaged; frames outside the sampled span
+    take the nearest sample's value. With no valid sample left the result is all NaN.
+    """
+    sample_times = np.asarray(sample_times, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    frame_times = np.asarray(frame_times, dtype=np.float64)
+    if values.ndim != 2 or sample_times.shape != values.shape[:1]:
+        raise ValueError(f"values must be (n, d) with n = len(sample_times); got {values.shape} for "
+                         f"{sample_times.shape} times")
+    if not np.isfinite(sample_times).all():
+        raise ValueError("sample_times must all be finite")
+    keep = ~np.isnan(values).any(axis=1)
+    out = np.full((frame_times.size, values.shape[1]), np.nan)
+    if not keep.any():
+        return out
+    times, means = _mean_per_time(sample_times[keep], values[keep])
+    for j in range(values.shape[1]):
+        out[:, j] = np.interp(frame_times, times, means[:, j])
+    return out
+
+
+def hamming_window_frames(window_s: float, fps: float) -> int:
+    """The odd window length in frames (at least 1) closest to `window_s` seconds; ties round up."""
+    if window_s < 0:
+        raise ValueError(f"window_s must be >= 0, got {window_s}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    half = int(np.floor((window_s * fps - 1) / 2 + 0.5))
+    return 2 * max(half, 0) + 1
+
+
+def _smooth(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Centred weighted mean of each column under `kernel` over the valid (non-NaN) samples it covers.
+
+    Dividing by the kernel mass that falls on valid samples keeps a constant signal constant at the
+    edges and next to gaps; positions whose window covers no valid sample are NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be (m, d), got shape {values.shape}")
+    half = (kernel.size - 1) // 2
+    m = values.shape[0]
+    valid = ~np.isnan(values)
+    out = np.empty_like(values)
+    for j in range(values.shape[1]):
+        # Full convolution then the centred slice: mode="same" would return the kernel's length when it
+        # is longer than the signal.
+        weighted = np.convolve(np.where(valid[:, j], values[:, j], 0.0), kernel)[half:half + m]
+        mass = np.convolve(valid[:, j].astype(np.float64), kernel)[half:half + m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = np.where(mass > 0, weighted / mass, np.nan)
+    return out
+
+
+def _check_window(window_frames: int) -> None:
+    if window_frames < 1 or window_frames % 2 == 0:
+        raise ValueError(f"window_frames must be odd and >= 1 so the window is centred, got {window_frames}")
+
+
+def hamming_smooth(values: np.ndarray, window_frames: int) -> np.ndarray:
+    """Each column of (m, d) `values` smoothed by a centred, normalised Hamming window; same shape."""
+    _check_window(window_frames)
+    return _smooth(values, np.hamming(window_frames))
+
+
+def box_smooth(values: np.ndarray, window_frames: int) -> np.ndarray:
+    """Each column of (m, d) `values` replaced by its centred moving average; same shape."""
+    _check_window(window_frames)
+    return _smooth(values, np.ones(window_frames))
+
+
+def frame_level(raw: pd.DataFrame, videos: list[str], probes: dict[str, dict], columns: list[str],
+                hamming_s: float) -> pd.DataFrame:
+    """Every frame of every video: label-rate predictions interpolated to frame times, then smoothed.
+
+    A video without any prediction keeps NaN rows, so that fusion can tell "no prediction" from a value.
+    """
+    parts = []
+    by_video = dict(tuple(raw.groupby("video"))) if len(raw) else {}
+    for video in videos:
+        n_frames, fps = probes[video]["n_frames"], probes[video]["fps"]
+        times = frame_times(n_frames, fps)
+        samples = by_video.get(video)
+        if samples is None:
+            values = np.full((n_frames, len(columns)), np.nan)
+        else:
+            values = interpolate_to_frames(samples["time_s"].to_numpy(), samples[columns].to_numpy(float), times)
+            values = hamming_smooth(values, hamming_window_frames(hamming_s, fps))
+        part = pd.DataFrame(values, columns=columns)
+        part.insert(0, "frame", np.arange(1, n_frames + 1))
+        part.insert(0, "video", video)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+from avaffect.postprocess import (
+    box_smooth,
+    frame_times,
+    hamming_smooth,
+    hamming_window_frames,
+    interpolate_to_frames,
+)
+
+FPS = 30.0
+
+
+def test_frame_times():
+    assert frame_times(4, 2.0).tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert frame_times(0, FPS).shape == (0,)
+
+
+@pytest.mark.parametrize(("n", "fps"), [(-1, FPS), (3, 0.0), (3, -25.0)])
+def test_frame_times_errors(n, fps):
+    with pytest.raises(ValueError):
+        frame_times(n, fps)
+
+
+def test_linear_ramp_is_interpolated_exactly():
+    samples = np.arange(0.0, 10.0, 0.25)
+    values = np.stack([2 * samples - 1, -samples], axis=1)
+    frames = frame_times(280, FPS)
+    out = interpolate_to_frames(samples, values, frames)
+    inside = frames <= samples[-1]
+    assert out.dtype == np.float64 and out.shape == (280, 2)
+    np.testing.assert_allclose(out[inside, 0], 2 * frames[inside] - 1, atol=1e-12)
+    np.testing.assert_allclose(out[inside, 1], -frames[inside], atol=1e-12)
+
+
+def test_edges_take_nearest_sample():
+    frames = np.array([0.0, 0.5, 1.5, 3.0])
+    out = interpolate_to_frames(np.array([1.0, 2.0]), np.array([[0.2], [0.6]]), frames)
+    np.testing.assert_allclose(out[:, 0], [0.2, 0.2, 0.4, 0.6])
+    assert not np.isnan(out).any()
+
+
+def test_unsorted_samples_and_duplicates_averaged():
+    times = np.array([2.0, 0.0, 1.0, 1.0])
+    values = np.array([[2.0], [0.0], [0.5], [1.5]])
+    out = interpolate_to_frames(times, values, np.array([0.0, 0.5, 1.0, 1.5, 2.0]))
+    np.testing.assert_allclose(out[:, 0], [0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_nan_rows_dropped_before_interpolating():
+    times = np.array([0.0, 1.0, 2.0])
+    values = np.array([[0.0, 0.0], [np.nan, 5.0], [2.0, 2.0]])
+    out = interpolate_to_frames(times, values, np.array([1.0]))
+    np.testing.assert_allclose(out, [[1.0, 1.0]])
+
+
+def test_no_valid_sample_gives_all_nan():
+    out = interpolate_to_frames(np.array([0.0, 1.0]), np.full((2, 2), np.nan), frame_times(5, FPS))
+    assert out.shape == (5, 2) and np.isnan(out).all()
+
+
+def test_interpolate_errors():
+    with pytest.raises(ValueError, match="values must be"):
+        interpolate_to_frames(np.zeros(3), np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="values must be"):
+        interpolate_to_frames(np.zeros(3), np.zeros((4, 1)), np.zeros(2))
+    with pytest.raises(ValueError, match="finite"):
+        interpolate_to_frames(np.array([0.0, np.nan]), np.zeros((2, 1)), np.zeros(2))
+
+
+@pytest.mark.parametrize(("window_s", "fps", "expected"), [
+    (0.5, 30.0, 15), (1.0, 30.0, 31), (0.0, 30.0, 1), (0.01, 30.0, 1), (0.1, 30.0, 3), (2 / 30, 30.0, 3),
+    (1.0, 25.0, 25), (0.32, 25.0, 9),
+])
+def test_hamming_window_frames_is_nearest_odd(window_s, fps, expected):
+    n = hamming_window_frames(window_s, fps)
+    assert n == expected and n % 2 == 1
+
+
+def test_hamming_window_frames_errors():
+    with pytest.raises(ValueError, match="window_s"):
+        hamming_window_frames(-1.0, FPS)
+    with pytest.raises(ValueError, match="fps"):
+        hamming_window_frames(1.0, 0.0)
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+@pytest.mark.parametrize("window", [1, 3, 15, 51, 301])
+def test_constant_preserved_and_length_kept(smooth, window):
+    values = np.full((100, 2), [0.3, -0.7])
+    out = smooth(values, window)
+    assert out.shape == values.shape
+    np.testing.assert_allclose(out, values, atol=1e-12)
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+def test_window_one_is_identity(smooth):
+    values = np.random.default_rng(0).normal(size=(50, 3))
+    np.testing.assert_array_equal(smooth(values, 1), values)
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+def test_slow_sinusoid_nearly_unchanged(smooth):
+    t = frame_times(3000, FPS)
+    values = np.sin(2 * np.pi * 0.05 * t)[:, None]  # 20 s period, window of 0.5 s
+    window = 15
+    out = smooth(values, window)
+    # Within half a window of either end the one-sided window lags a sloped signal by design.
+    interior = slice(window, -window)
+    np.testing.assert_allclose(out[interior], values[interior], atol=1e-2)
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+def test_noise_is_reduced(smooth):
+    noise = np.random.default_rng(1).normal(size=(5000, 1))
+    assert smooth(noise, 31).std() < 0.5 * noise.std()
+
+
+def test_hamming_matches_direct_weighted_mean():
+    values = np.random.default_rng(2).normal(size=(40, 1))
+    window = 7
+    kernel = np.hamming(window)
+    out = hamming_smooth(values, window)
+    for i in [0, 2, 20, 39]:
+        lo, hi = max(0, i - 3), min(40, i + 4)
+        k = kernel[lo - i + 3:hi - i + 3]
+        assert out[i, 0] == pytest.approx(np.sum(k * values[lo:hi, 0]) / k.sum())
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+def test_nan_column_stays_nan(smooth):
+    values = np.stack([np.linspace(0, 1, 30), np.full(30, np.nan)], axis=1)
+    out = smooth(values, 5)
+    assert np.isnan(out[:, 1]).all() and not np.isnan(out[:, 0]).any()
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+@pytest.mark.parametrize("window", [0, 2, 10, -3])
+def test_even_or_empty_window_rejected(smooth, window):
+    with pytest.raises(ValueError, match="odd"):
+        smooth(np.zeros((10, 1)), window)

@@ -1,0 +1,116 @@
+"""End to end: snakemake on the demo corpus, from nothing to both submission files, reruns, bad input."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from avaffect.submission import read_submission
+from conftest import REPO
+
+from avaffect.corpus import annotation_path, read_annotation
+from avaffect.metrics import macro_f1, p_va
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs")
+
+
+def make_workdir(path: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, path / name)
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    workdir = make_workdir(tmp_path_factory.mktemp("demo"))
+    snakemake(workdir)
+    return workdir
+
+
+def frame_labels(workdir: Path, task: str, split: str, videos: list[str], root: Path) -> np.ndarray:
+    probes = {v: json.loads((workdir / "results" / "probe" / f"{v}.json").read_text()) for v in videos}
+    parts = [read_annotation(annotation_path(root, task, split, v), task)[: probes[v]["n_frames"]] for v in videos]
+    return np.concatenate(parts)
+
+
+def test_both_submissions_are_valid_and_complete(demo_run):
+    for task in ("va", "expr"):
+        table = read_submission(demo_run / "results" / f"submission_{task}.txt", task)
+        tests = ["demo12", "demo13", "demo14"]
+        counts = {v: json.loads((demo_run / "results" / "probe" / f"{v}.json").read_text())["n_frames"]
+                  for v in tests}
+        expected = [f"{v}/{k:05d}.jpg" for v in tests for k in range(1, counts[v] + 1)]
+        assert table["image_location"].tolist() == expected
+        values = table.drop(columns="image_location").to_numpy(float)
+        assert np.isfinite(values).all()
+
+
+def test_fused_validation_recovers_the_labels(demo_run):
+    fused = pd.read_parquet(demo_run / "results" / "fusion" / "va" / "dirichlet" / "validation.parquet")
+    videos = list(dict.fromkeys(fused["video"]))
+    truth = frame_labels(demo_run, "va", "validation", videos, demo_run / "results" / "demo_corpus")
+    assert p_va(truth, fused[["valence", "arousal"]].to_numpy()) >= 0.9
+
+
+def test_test_submission_scores_against_the_hidden_labels(demo_run):
+    root = demo_run / "results" / "demo_test_labels"
+    va = read_submission(demo_run / "results" / "submission_va.txt", "va")
+    expr = read_submission(demo_run / "results" / "submission_expr.txt", "expr")
+    videos = list(dict.fromkeys(va["image_location"].str.split("/").str[0]))
+    assert p_va(frame_labels(demo_run, "va", "test", videos, root), va[["valence", "arousal"]].to_numpy()) > 0.8
+    expr_labels = frame_labels(demo_run, "expr", "test", videos, root)
+    predicted = expr.drop(columns="image_location").to_numpy().argmax(axis=1) if expr.shape[1] > 2 else \
+        expr.iloc[:, 1].to_numpy()
+    assert macro_f1(expr_labels, predicted) > 0.5
+
+
+def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
+    config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
+    config["postprocess"]["hamming_s"] = 1.0
+    changed = demo_run / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert "Nothing to be done" in snakemake(demo_run, "-n").stdout
+    jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", str(changed)).stdout)
+    assert set(jobs) == {"smooth_predictions", "fuse", "submission", "all"}
+    assert jobs["smooth_predictions"] == 8
+
+
+def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
+    workdir = make_workdir(tmp_path)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(demo_run / "results" / "demo_corpus", corpus)
+    bad = corpus / "videos" / "demo05.mp4"
+    bad.write_bytes(bad.read_bytes()[:3000])
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["corpus"] = {"root": str(corpus), "demo": False, "demo_test_labels": "unused"}
+    (workdir / "user.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--configfile", "user.yaml", "--keep-going", check=False)
+    assert result.returncode != 0
+    assert "demo05.mp4" in result.stdout + result.stderr
+    log = (workdir / "results" / "logs" / "probe_video" / "demo05.log").read_text()
+    assert "demo05.mp4" in log
+    for video in [f"demo{i:02d}" for i in range(1, 15) if i != 5]:
+        for stage in ("embeddings/face/landmarks", "embeddings/audio/logmel", "vad"):
+            assert (workdir / "results" / stage / f"{video}.parquet").is_file(), (stage, video)
+    assert not (workdir / "results" / "probe" / "demo05.json").exists()
