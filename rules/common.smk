@@ -5,10 +5,11 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# Jobs (scripts, and cluster jobs that inherit the environment) import the library from this checkout.
+# Jobs import the library from this checkout, also in --use-conda environments, which do not install it;
+# cluster jobs inherit the variable.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 from avaffect.corpus import SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
@@ -61,3 +62,12 @@ def annotations(task, split):
 
 def samples_by_split(task, splits):
     return {split: MANIFEST.samples[task][split] for split in splits}
+
+
+def section(*keys):
+    """A config section with sorted keys: Snakemake compares params by their text, so the order of keys
+    in a user's YAML must not count as a change."""
+    value = config
+    for key in keys:
+        value = value[key]
+    return {k: value[k] for k in sorted(value)}

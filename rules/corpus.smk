@@ -2,14 +2,16 @@ if config["corpus"]["demo"]:
 
     rule build_demo_corpus:
         output:
-            [str(p) for p in demo_corpus_files(CORPUS, Path(config["corpus"]["demo_test_labels"]))],
+            readme=str(CORPUS / "README.md"),
+            test_labels_readme=str(Path(config["corpus"]["demo_test_labels"]) / "README.md"),
+            files=[str(p) for p in demo_corpus_files(CORPUS, Path(config["corpus"]["demo_test_labels"]))],
         log:
             "results/logs/build_demo_corpus.log",
         benchmark:
             "results/benchmarks/build_demo_corpus.tsv"
         params:
-            root=str(CORPUS),
-            test_labels=config["corpus"]["demo_test_labels"],
+            root=lambda w, output: str(Path(output.readme).parent),
+            test_labels=lambda w, output: str(Path(output.test_labels_readme).parent),
         conda:
             "../envs/main.yaml"
         script:

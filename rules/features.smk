@@ -32,7 +32,7 @@ rule audio_embeddings:
         "results/benchmarks/audio_embeddings/logmel/{video}.tsv"
     params:
         rate_hz=config["embeddings"]["rate_hz"],
-        audio=config["embeddings"]["audio"],
+        audio=section("embeddings", "audio"),
     threads: 1
     resources:
         mem_mb=1000,

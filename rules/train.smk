@@ -15,8 +15,8 @@ rule train:
         samples=lambda w: samples_by_split(w.task, ["train", "validation"]),
         corpus=str(CORPUS),
         modality=lambda w: MODELS[w.model]["modality"],
-        transformer=config["transformer"],
-        training=config["training"],
+        transformer=section("transformer"),
+        training=section("training"),
         rate_hz=config["embeddings"]["rate_hz"],
         device=config["device"],
     threads: 2

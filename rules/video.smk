@@ -28,10 +28,9 @@ rule detect_faces:
         "results/benchmarks/detect_faces/{video}.tsv"
     params:
         detector=config["faces"]["detector"],
+        settings={name: section("faces", name) for name in config["faces"]["detector"].split("+")},
         batch_size=config["faces"]["batch_size"],
-        mediapipe=config["faces"]["mediapipe"],
-        retinaface=config["faces"]["retinaface"],
-        tracking=config["faces"]["tracking"],
+        tracking=section("faces", "tracking"),
         device=config["device"],
     threads: 1
     resources:
@@ -75,7 +74,7 @@ rule mouth_vad:
     benchmark:
         "results/benchmarks/mouth_vad/{video}.tsv"
     params:
-        vad=config["vad"],
+        vad=section("vad"),
     threads: 1
     resources:
         mem_mb=500,

@@ -5,6 +5,7 @@ import skimage.data
 from avaffect import demo
 from avaffect.faces import (
     FaceBox,
+    FallbackDetector,
     MediaPipeDetector,
     boxes_from_table,
     build_detector,
@@ -53,11 +54,11 @@ def test_faces_table_round_trip():
 
 def test_unknown_detector_and_missing_weights_are_clear(tmp_path):
     with pytest.raises(ValueError, match="dlib"):
-        build_detector("dlib", {}, {}, "cpu")
+        build_detector("dlib", {}, "cpu")
     missing = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="faces.retinaface.weights") as err:
-        build_detector("retinaface", {}, {"weights": str(missing), "score_threshold": 0.8,
-                                          "nms_threshold": 0.4}, "cpu")
+        build_detector("retinaface", {"retinaface": {"weights": str(missing), "score_threshold": 0.8,
+                                                     "nms_threshold": 0.4}}, "cpu")
     assert "nope.pth" in str(err.value)
 
 
@@ -91,3 +92,26 @@ def test_mediapipe_and_mesh_follow_the_rendered_signals(rendered):
     table = landmarks_table([1, 2, 3], {1: points[0], 2: None, 3: points[1]}, fps=25.0)
     assert table["has_landmarks"].tolist() == [True, False, True]
     assert np.allclose(points_from_table(table)[[0, 2]], points)
+
+
+class FindsNothing:
+    name = "blind"
+
+    def detect_batch(self, images):
+        return [[] for _ in images]
+
+
+def test_fallback_asks_the_next_detector_only_where_the_first_found_nothing(rendered, shared):
+    neutral, _, hidden = rendered
+    settings = {"retinaface": {"weights": str(shared / "weights" / "retinaface" / "mobilenet0.25_Final.pth"),
+                               "score_threshold": 0.8, "nms_threshold": 0.4},
+                "mediapipe": {"model_selection": 1, "score_threshold": 0.5}}
+    both = build_detector("retinaface+mediapipe", settings, "cpu")
+    found = both.detect_batch([neutral, hidden])
+    assert [f.detector for f in found[0]] == ["retinaface"] and found[1] == []
+    fallback = FallbackDetector([FindsNothing(), MediaPipeDetector(1, 0.5)])
+    (faces,) = fallback.detect_batch([neutral])
+    assert [f.detector for f in faces] == ["mediapipe"]
+    retina, mediapipe = found[0][0], faces[0]
+    # the two detectors agree on where the face is (box centres within 10 % of the face size)
+    assert np.hypot(*np.subtract(retina.center, mediapipe.center)) < 0.1 * retina.size

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from avaffect.submission import read_submission
 from conftest import REPO
 
 from avaffect.corpus import annotation_path, read_annotation
 from avaffect.metrics import macro_f1, p_va
+from avaffect.submission import read_submission
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -89,7 +89,7 @@ def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
     config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
     config["postprocess"]["hamming_s"] = 1.0
     changed = demo_run / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
+    changed.write_text(yaml.safe_dump(config))  # sorted keys: order must not matter
     assert "Nothing to be done" in snakemake(demo_run, "-n").stdout
     jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", str(changed)).stdout)
     assert set(jobs) == {"smooth_predictions", "fuse", "submission", "all"}

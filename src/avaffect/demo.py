@@ -125,6 +125,14 @@ no audio stream. `signals.json` holds every video's fps, split and seed.
 """
 
 
+TEST_LABELS_README = """# Test labels of the avaffect demo corpus
+
+Kept outside the corpus, as the ABAW organisers keep theirs, so that a submission can be scored
+(`avaffect.metrics`) without the workflow ever reading them. Same layout and format as the corpus's
+annotation folders.
+"""
+
+
 def smooth_signal(rng: np.random.Generator, times: np.ndarray, peak: float) -> np.ndarray:
     freqs = rng.uniform(0.07, 0.3, size=3)
     phases = rng.uniform(0, 2 * np.pi, size=3)
@@ -286,7 +294,7 @@ def _write_annotations(root: Path, video: DemoVideo, split: str) -> None:
 
 def corpus_files(root: Path, test_labels: Path) -> list[Path]:
     """Every file build_demo_corpus writes, so a workflow can name them as outputs."""
-    files = [root / "README.md", root / "signals.json"]
+    files = [root / "signals.json"]
     files += [challenge_test_list(root, task) for task in TASKS]
     for video in DEMO_VIDEOS:
         files.append(root / "videos" / f"{video.name}.mp4")
@@ -304,6 +312,8 @@ def build_demo_corpus(root: Path, test_labels: Path) -> None:
     for task in TASKS:
         challenge_test_list(root, task).write_text("\n".join(tests) + "\n")
     (root / "README.md").write_text(CORPUS_README)
+    test_labels.mkdir(parents=True, exist_ok=True)
+    (test_labels / "README.md").write_text(TEST_LABELS_README)
     description = {v.name: {"split": v.split, "fps": float(v.fps), "seed": v.seed, "duration_s": v.duration_s,
                             "audio_rate": v.audio_rate, "no_face": v.no_face} for v in DEMO_VIDEOS}
     (root / "signals.json").write_text(json.dumps(description, indent=2) + "\n")

@@ -150,13 +150,16 @@ def crop_box(box: FaceBox, width: int, height: int, margin_px: float, margin_fra
     return x1, y1, x2, y2
 
 
-def build_detector(spec: str, mediapipe: dict, retinaface: dict, device: str) -> FaceDetector:
-    """A detector from its config name; `a+b` asks b only for frames in which a found nothing."""
+def build_detector(spec: str, settings: dict[str, dict], device: str) -> FaceDetector:
+    """A detector from its config name and each part's settings; `a+b` asks b only for frames in which a
+    found nothing."""
     detectors: list[FaceDetector] = []
     for name in spec.split("+"):
         if name == "mediapipe":
+            mediapipe = settings[name]
             detectors.append(MediaPipeDetector(mediapipe["model_selection"], mediapipe["score_threshold"]))
         elif name == "retinaface":
+            retinaface = settings[name]
             weights = Path(retinaface["weights"])
             if not weights.is_file():
                 raise FileNotFoundError(

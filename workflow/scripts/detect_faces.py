@@ -10,7 +10,7 @@ from avaffect.tables import read_json, write_parquet
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
 fps = read_json(snakemake.input.probe)["fps"]
-detector = build_detector(p.detector, p.mediapipe, p.retinaface, p.device)
+detector = build_detector(p.detector, p.settings, p.device)
 numbers, found = detect_all(iter_frames(Path(snakemake.input.video)), detector, p.batch_size)
 track = track_person(found, p.tracking["min_iou"], max(1, round(p.tracking["max_gap_s"] * fps)))
 table = faces_table(numbers, track, [len(f) for f in found], fps)
