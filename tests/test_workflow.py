@@ -114,3 +114,10 @@ def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
         for stage in ("embeddings/face/landmarks", "embeddings/audio/logmel", "vad"):
             assert (workdir / "results" / stage / f"{video}.parquet").is_file(), (stage, video)
     assert not (workdir / "results" / "probe" / "demo05.json").exists()
+
+
+def test_spleeter_is_a_clear_config_error_until_it_is_built(tmp_path):
+    workdir = make_workdir(tmp_path)
+    result = snakemake(workdir, "-n", "--config", "separation={'method': 'spleeter'}", check=False)
+    assert result.returncode != 0
+    assert "separation.method" in result.stdout + result.stderr

@@ -258,3 +258,18 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
         aligned = align_to_frames(labels, n_frames)
         out += [attach_labels(s, aligned) for s in video_sequences(embeddings[video], video, modality)]
     return out
+
+
+def prediction_table(sequences: Sequence[StepSequence], outputs: Sequence[np.ndarray], columns: list[str]
+                     ) -> pd.DataFrame:
+    """Rows (video, frame, time_s, one column per output) for the steps that had an embedding."""
+    parts = [pd.DataFrame({"video": pd.Series(dtype=str), "frame": pd.Series(dtype="int64"),
+                           "time_s": pd.Series(dtype=float)} | {c: pd.Series(dtype=float) for c in columns})]
+    for seq, out in zip(sequences, outputs, strict=True):
+        keep = seq.present
+        part = pd.DataFrame(out[keep].astype(np.float64), columns=columns)
+        part.insert(0, "time_s", seq.times[keep])
+        part.insert(0, "frame", seq.frames[keep])
+        part.insert(0, "video", seq.video)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.features import face_descriptor
+from avaffect.features import FACE_DESCRIPTOR, face_descriptor
 from avaffect.landmarks import points_from_table
 from avaffect.logs import job_logger
 from avaffect.tables import read_json, read_parquet, write_embeddings
@@ -17,7 +17,8 @@ frames = sample_frames(probe["n_frames"], probe["fps"], snakemake.params.rate_hz
 sampled = landmarks.reindex(frames)
 points = points_from_table(sampled.reset_index())
 present = ~np.isnan(points).any(axis=(1, 2))
-matrix = face_descriptor(np.nan_to_num(points), probe["width"], probe["height"])
+matrix = np.zeros((len(frames), len(FACE_DESCRIPTOR)), np.float32)
+matrix[present] = face_descriptor(points[present], probe["width"], probe["height"])
 log.info("%d sampled frames, %d with a face", len(frames), int(present.sum()))
 write_embeddings({"frame": frames, "time_s": (frames - 1) / probe["fps"]}, matrix, present,
                  Path(snakemake.output[0]))
