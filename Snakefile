@@ -23,4 +23,5 @@ include: "rules/report.smk"
 rule all:
     input:
         expand("results/submission_{task}.txt", task=TASKS),
+        "results/metrics/validation.csv",
     default_target: True

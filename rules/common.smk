@@ -33,6 +33,8 @@ wildcard_constraints:
     model="|".join(MODELS),
     split="|".join(SPLITS),
     video="|".join(map(re.escape, VIDEOS)),
+    window=r"[0-9.]+",
+    method="swf|dwf|rf",
 
 
 def video_file(wildcards):
@@ -71,3 +73,54 @@ def section(*keys):
     for key in keys:
         value = value[key]
     return {k: value[k] for k in sorted(value)}
+
+
+def window_tags(model):
+    """The swept window lengths of a model as path tags: 4.0 -> "4"."""
+    return [f"{w:g}" for w in MODELS[model]["windows_s"]]
+
+
+def model_settings(model):
+    """What training reads of a model's config, in canonical order."""
+    return section("models", model)
+
+
+def family_settings(model):
+    """The shared settings of the model's family; only these may trigger its retraining."""
+    family = MODELS[model]["family"]
+    if family == "kelm":
+        return {"kelm": section("kelm")}
+    settings = {"transformer": section("transformer"), "training": section("training")}
+    if family == "tcn_transformer":
+        settings["tcn"] = section("tcn")
+    return settings
+
+
+def smoothing_settings(model):
+    if MODELS[model]["smoothing"] == "box":
+        return {"filter": "box", "frames": config["postprocess"]["box_frames"]}
+    return {"filter": "hamming", "window_s": config["postprocess"]["hamming_s"]}
+
+
+def sample_file(wildcards):
+    """The organisers' sample submission of the task, when the config names one."""
+    path = config["submission"]["sample_files"].get(wildcards.task)
+    return {"sample": path} if path else {}
+
+
+FUSION_METHODS = config["fusion"]["methods"]
+# "best": every method is fit and the submission takes the best out-of-fold one.
+SUBMITTED = FUSION_METHODS if config["fusion"]["submit"] == "best" else [config["fusion"]["submit"]]
+
+
+def fusion_settings(method):
+    settings = {"folds": config["fusion"]["folds"], "seed": config["fusion"]["seed"]}
+    if method == "rf":
+        return settings | {"rf_max_rows": config["fusion"]["rf_max_rows"]}
+    return settings | {"draws": config["fusion"]["draws"]}
+
+
+if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:
+    raise WorkflowError(
+        f"config fusion.submit: '{config['fusion']['submit']}' is not among fusion.methods {FUSION_METHODS}"
+    )

@@ -5,22 +5,21 @@ rule fuse:
         probes=lambda w: probes(w.task, ["validation"]),
         annotations=lambda w: annotations(w.task, "validation"),
     output:
-        weights="results/fusion/{task}/dirichlet/weights.json",
-        validation="results/fusion/{task}/dirichlet/validation.parquet",
-        test="results/fusion/{task}/dirichlet/test.parquet",
-        metrics="results/fusion/{task}/dirichlet/metrics.json",
+        parameters="results/fusion/{task}/{method}/parameters.json",
+        validation="results/fusion/{task}/{method}/validation.parquet",
+        test="results/fusion/{task}/{method}/test.parquet",
+        metrics="results/fusion/{task}/{method}/metrics.json",
     log:
-        "results/logs/fuse/{task}.log",
+        "results/logs/fuse/{task}/{method}.log",
     benchmark:
-        "results/benchmarks/fuse/{task}.tsv"
+        "results/benchmarks/fuse/{task}/{method}.tsv"
     params:
         models=list(MODELS),
         corpus=str(CORPUS),
-        draws=config["fusion"]["draws"],
-        seed=config["fusion"]["seed"],
-    threads: 1
+        fusion=lambda w: fusion_settings(w.method),
+    threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
     conda:
         "../envs/main.yaml"
     script:

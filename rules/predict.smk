@@ -1,13 +1,13 @@
 rule predict:
     input:
-        checkpoint="results/models/{model}/{task}/checkpoint.pt",
+        checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
         embeddings=lambda w: [embedding_path(w.model, v) for v in split_videos(w.task, w.split)],
     output:
-        "results/predictions/raw/{model}/{task}/{split}.parquet",
+        "results/predictions/raw/{model}/{task}/w{window}/{split}.parquet",
     log:
-        "results/logs/predict/{model}/{task}/{split}.log",
+        "results/logs/predict/{model}/{task}/w{window}/{split}.log",
     benchmark:
-        "results/benchmarks/predict/{model}/{task}/{split}.tsv"
+        "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
     params:
         videos=lambda w: split_videos(w.task, w.split),
         modality=lambda w: MODELS[w.model]["modality"],
@@ -19,6 +19,34 @@ rule predict:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/predict.py"
+
+
+rule select_window:
+    input:
+        metrics=lambda w: expand("results/models/{{model}}/{{task}}/w{window}/metrics.json", window=window_tags(w.model)),
+        validation=lambda w: expand(
+            "results/predictions/raw/{{model}}/{{task}}/w{window}/validation.parquet", window=window_tags(w.model)
+        ),
+        test=lambda w: expand(
+            "results/predictions/raw/{{model}}/{{task}}/w{window}/test.parquet", window=window_tags(w.model)
+        ),
+    output:
+        selection="results/models/{model}/{task}/selected.json",
+        validation="results/predictions/raw/{model}/{task}/validation.parquet",
+        test="results/predictions/raw/{model}/{task}/test.parquet",
+    log:
+        "results/logs/select_window/{model}/{task}.log",
+    benchmark:
+        "results/benchmarks/select_window/{model}/{task}.tsv"
+    params:
+        windows=lambda w: window_tags(w.model),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/select_window.py"
 
 
 rule smooth_predictions:
@@ -33,7 +61,7 @@ rule smooth_predictions:
         "results/benchmarks/smooth_predictions/{model}/{task}/{split}.tsv"
     params:
         videos=lambda w: split_videos(w.task, w.split),
-        hamming_s=config["postprocess"]["hamming_s"],
+        smoothing=lambda w: smoothing_settings(w.model),
     threads: 1
     resources:
         mem_mb=1000,

@@ -4,19 +4,18 @@ rule train:
         probes=lambda w: probes(w.task, ["train", "validation"]),
         annotations=lambda w: annotations(w.task, "train") + annotations(w.task, "validation"),
     output:
-        checkpoint="results/models/{model}/{task}/checkpoint.pt",
-        metrics="results/models/{model}/{task}/metrics.json",
-        history="results/models/{model}/{task}/history.tsv",
+        checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
+        metrics="results/models/{model}/{task}/w{window}/metrics.json",
+        history="results/models/{model}/{task}/w{window}/history.tsv",
     log:
-        "results/logs/train/{model}/{task}.log",
+        "results/logs/train/{model}/{task}/w{window}.log",
     benchmark:
-        "results/benchmarks/train/{model}/{task}.tsv"
+        "results/benchmarks/train/{model}/{task}/w{window}.tsv"
     params:
         samples=lambda w: samples_by_split(w.task, ["train", "validation"]),
         corpus=str(CORPUS),
-        modality=lambda w: MODELS[w.model]["modality"],
-        transformer=section("transformer"),
-        training=section("training"),
+        model=lambda w: model_settings(w.model),
+        family=lambda w: family_settings(w.model),
         rate_hz=config["embeddings"]["rate_hz"],
         device=config["device"],
     threads: 2

@@ -1,9 +1,30 @@
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from avaffect.corpus import EXPR_INVALID, VA_INVALID
-from avaffect.fusion import _batched_ccc, _batched_macro_f1, dirichlet_draws, fuse, search_weights
-from avaffect.metrics import ccc, macro_f1, p_va
+from avaffect.fusion import (
+    METHODS,
+    RF_OOB_TOLERANCE,
+    _batched_ccc,
+    _batched_macro_f1,
+    _candidates,
+    _scores,
+    _set_scores,
+    apply_fitted_fusion,
+    best_fusion,
+    compare_fusions,
+    dirichlet_draws,
+    filled_table,
+    fit_fusion,
+    fuse,
+    search_weights,
+    stacking_features,
+    video_folds,
+)
+from avaffect.metrics import ccc, macro_f1, p_va, valid_va
 
 N_CLASSES = 8
 
@@ -161,3 +182,290 @@ def test_search_errors():
         search_weights(probabilities, np.full_like(labels, EXPR_INVALID), "expr", n_draws=10, seed=0)
     with pytest.raises(ValueError, match="target must hold"):
         search_weights(probabilities, labels + N_CLASSES, "expr", n_draws=10, seed=0)
+
+
+# --- Grouped cross-validation: fit_fusion and its helpers ---------------------------------------------
+
+SMALL_GRID = (5, 10, 20)
+
+
+def video_data(task, seed, n_videos=6, n_frames=400, n_noise=2):
+    """Frames of several videos: target, a good model and `n_noise` models unrelated to the target."""
+    rng = np.random.default_rng(seed)
+    n = n_videos * n_frames
+    groups = np.repeat([f"video{i}" for i in range(n_videos)], n_frames)
+    if task == "va":
+        target = np.clip(np.cumsum(rng.normal(0, 0.05, (n, 2)), axis=0), -1, 1)
+        good = np.clip(target + rng.normal(0, 0.1, target.shape), -1, 1)
+        noise = [rng.uniform(-1, 1, target.shape) for _ in range(n_noise)]
+    else:
+        target = np.repeat(rng.integers(0, N_CLASSES, n // 20), 20)
+        logits = 3.0 * np.eye(N_CLASSES)[target] + rng.normal(0, 1, (n, N_CLASSES))
+        good = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        noise = [rng.dirichlet(np.ones(N_CLASSES), n) for _ in range(n_noise)]
+    return np.stack([*noise, good]), target, groups
+
+
+def perturbed(task, target, groups, video, seed):
+    """Labels with those of one video replaced by other valid labels."""
+    rng = np.random.default_rng(seed)
+    changed = target.copy()
+    rows = groups == video
+    if task == "va":
+        changed[rows] = rng.uniform(-1, 1, changed[rows].shape)
+    else:
+        changed[rows] = (changed[rows] + rng.integers(1, N_CLASSES, rows.sum())) % N_CLASSES
+    return changed
+
+
+def primary(task, scores):
+    return scores["p_va" if task == "va" else "macro_f1"]
+
+
+def fit(method, predictions, target, groups, task, **options):
+    options = {"tree_grid": SMALL_GRID} | options
+    return fit_fusion(method, predictions, target, groups, task, n_draws=200, seed=0, n_folds=3, **options)
+
+
+def test_video_folds_keep_videos_whole_and_shrink_to_the_number_of_videos():
+    groups = np.repeat(["a", "b", "c", "d", "e", "f", "g"], [5, 1, 3, 8, 2, 2, 4])
+    folds, n = video_folds(groups, 5)
+    assert n == 5 and set(folds) == set(range(5))
+    for video in np.unique(groups):
+        assert len(set(folds[groups == video])) == 1
+    folds, n = video_folds(groups[:9], 5)  # videos a, b, c
+    assert n == 3 and sorted(set(folds)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="at least 2 videos"):
+        video_folds(np.array(["a", "a", "a"]), 5)
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize("method", ["swf", "dwf", "rf"])
+def test_out_of_fold_predictions_of_a_video_ignore_its_own_labels(task, method):
+    predictions, target, groups = video_data(task, 1)
+    first = fit(method, predictions, target, groups, task)
+    video = "video2"
+    second = fit(method, predictions, perturbed(task, target, groups, video, 5), groups, task)
+    held = groups == video
+    np.testing.assert_array_equal(first.out_of_fold[held], second.out_of_fold[held])
+    assert first.report["folds"] == 3
+    if method == "rf":  # the changed labels did reach the forests of the other folds
+        assert not np.array_equal(first.out_of_fold[~held], second.out_of_fold[~held])
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize("method", ["swf", "dwf"])
+def test_fold_weights_are_those_searched_on_the_other_videos_only(task, method):
+    predictions, target, groups = video_data(task, 13)
+    fitted = fit(method, predictions, target, groups, task)
+    folds, n = video_folds(groups, 3)
+    for k in range(n):
+        train = folds != k
+        weights, _ = search_weights(predictions[:, train], target[train], task, n_draws=200, seed=0,
+                                    per_column=method == "dwf")
+        np.testing.assert_array_equal(fitted.report["fold_weights"][k], weights)
+        np.testing.assert_array_equal(fitted.out_of_fold[~train], fuse(predictions[:, ~train], weights))
+    weights, _ = search_weights(predictions, target, task, n_draws=200, seed=0, per_column=method == "dwf")
+    np.testing.assert_array_equal(fitted.weights, weights)
+
+
+def test_rf_on_noise_scores_chance_out_of_fold_but_high_in_sample():
+    rng = np.random.default_rng(3)
+    n_videos, n_frames = 8, 300
+    groups = np.repeat(np.arange(n_videos), n_frames)
+    target = rng.integers(0, N_CLASSES, n_videos * n_frames)
+    predictions = rng.dirichlet(np.ones(N_CLASSES), (3, len(target)))
+    fitted = fit("rf", predictions, target, groups, "expr", min_samples_leaf=1)
+    out_of_fold, in_sample = fitted.report["out_of_fold"], fitted.report["in_sample"]
+    assert abs(out_of_fold["accuracy"] - 1 / N_CLASSES) < 0.05
+    assert out_of_fold["macro_f1"] < 0.2
+    assert in_sample["macro_f1"] > 0.8  # what an in-sample report would have claimed
+    assert in_sample["macro_f1"] - out_of_fold["macro_f1"] > 0.6
+
+
+def test_rf_on_noise_va_gap():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(6), 300)
+    target = rng.uniform(-1, 1, (len(groups), 2))
+    predictions = rng.uniform(-1, 1, (3, len(groups), 2))
+    report = fit("rf", predictions, target, groups, "va", min_samples_leaf=1).report
+    assert abs(report["out_of_fold"]["p_va"]) < 0.1
+    assert report["in_sample"]["p_va"] > 0.5
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_oob_selection_returns_a_grid_value(task):
+    predictions, target, groups = video_data(task, 2)
+    report = fit("rf", predictions, target, groups, task).report
+    curve = report["oob_curve"]
+    assert [point["n_trees"] for point in curve] == list(SMALL_GRID)
+    assert report["n_trees"] in SMALL_GRID and set(report["fold_n_trees"]) <= set(SMALL_GRID)
+    best = min(point["oob_error"] for point in curve)
+    good = [p["n_trees"] for p in curve if p["oob_error"] <= best + RF_OOB_TOLERANCE]
+    assert report["n_trees"] == good[0]
+
+
+def test_forest_is_cut_back_to_the_chosen_trees():
+    predictions, target, groups = video_data("expr", 2)
+    fitted = fit("rf", predictions, target, groups, "expr")
+    assert len(fitted.forest.estimators_) == fitted.n_trees == fitted.forest.n_estimators
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize("method", ["swf", "dwf", "rf"])
+def test_methods_recover_the_good_model_among_noisy_ones(task, method):
+    predictions, target, groups = video_data(task, 6)
+    fitted = fit(method, predictions, target, groups, task)
+    good = primary(task, _scores(task, target, predictions[-1]))
+    noisy = max(primary(task, _scores(task, target, p)) for p in predictions[:-1])
+    out_of_fold = primary(task, fitted.report["out_of_fold"])
+    assert out_of_fold > good - 0.05
+    assert out_of_fold > noisy + 0.3
+    if method == "swf":
+        assert fitted.weights.shape == (3,) and fitted.weights[-1] > 0.8
+    if method == "dwf":
+        assert fitted.weights.shape == (3, 2 if task == "va" else N_CLASSES)
+        assert (fitted.weights[-1] > 0.5).all()
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize("method", ["swf", "dwf", "rf"])
+def test_apply_shapes_and_missing_models(task, method):
+    predictions, target, groups = video_data(task, 7, n_videos=4, n_frames=200)
+    fitted = fit(method, predictions, target, groups, task)
+    fresh = predictions[:, :50].copy()
+    fresh[:, 0] = np.nan  # no model predicts frame 0
+    fresh[0, 1] = np.nan  # one model misses frame 1
+    fused = fitted.apply(fresh)
+    assert fused.shape == (50, predictions.shape[2])
+    assert np.isnan(fused[0]).all()
+    assert np.isfinite(fused[1:]).all()
+    if task == "expr" and method == "rf":
+        np.testing.assert_allclose(fused[1:].sum(axis=1), 1.0)
+
+
+def test_stacking_features_fill_a_missing_model_with_the_mean_of_the_others():
+    predictions = np.array([[[0.1, 0.2], [np.nan, np.nan], [np.nan, np.nan]],
+                            [[0.3, 0.4], [0.5, 0.6], [np.nan, np.nan]],
+                            [[0.5, 0.0], [0.7, 0.2], [np.nan, np.nan]]])
+    features = stacking_features(predictions)
+    assert features.shape == (3, 6) and features.dtype == np.float32
+    np.testing.assert_allclose(features[0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(features[1], [0.6, 0.4, 0.5, 0.6, 0.7, 0.2], rtol=1e-6)
+    assert np.isnan(features[2]).all()
+
+
+def test_rf_gives_zero_probability_to_classes_absent_from_training():
+    predictions, target, groups = video_data("expr", 8, n_videos=4, n_frames=200)
+    target = np.where(target == 3, 0, target)
+    target[:20] = EXPR_INVALID
+    fitted = fit("rf", predictions, target, groups, "expr")
+    fused = fitted.apply(predictions)
+    assert fused.shape == (len(target), N_CLASSES)
+    assert (fused[:, 3] == 0).all()
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_expr_fold_scores_equal_brute_force_with_ties(per_column, n_jobs):
+    rng = np.random.default_rng(9)
+    n, n_folds = 900, 3
+    target = rng.integers(0, N_CLASSES, n)
+    logits = 1.5 * np.eye(N_CLASSES)[target] + rng.normal(0, 1, (3, n, N_CLASSES))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    probabilities[:, :100] = 1 / N_CLASSES  # every model undecided: all classes tie
+    probabilities[1, 100:200] = probabilities[0, 100:200]  # two models agree exactly
+    probabilities[2, 200:260] = np.nan
+    target[260:300] = EXPR_INVALID
+    folds = rng.integers(0, n_folds, n)
+    candidates = _candidates(3, N_CLASSES, 150, 0, per_column)
+    sets = [np.arange(n_folds) != k for k in range(n_folds)] + [np.ones(n_folds, dtype=bool)]
+    scores = _set_scores(probabilities, target, "expr", folds, n_folds, candidates, sets, n_jobs)
+    rows = (target != EXPR_INVALID) & ~np.isnan(probabilities).any(axis=(0, 2))
+    for use, row in zip(sets, scores, strict=True):
+        keep = rows & use[folds]
+        expected = [macro_f1(target[keep], fuse(probabilities[:, keep], w).argmax(axis=1)) for w in candidates]
+        np.testing.assert_allclose(row, expected, atol=1e-12)
+
+
+def test_va_fold_scores_equal_brute_force():
+    target, predictions = va_models(5, n=600)
+    target[:50] = VA_INVALID
+    predictions[1, 50:80, 0] = np.nan
+    folds = np.random.default_rng(5).integers(0, 3, len(target))
+    candidates = _candidates(2, 2, 40, 0, True)
+    sets = [np.arange(3) != k for k in range(3)] + [np.ones(3, dtype=bool)]
+    scores = _set_scores(predictions, target, "va", folds, 3, candidates, sets)
+    rows = valid_va(target).all(axis=1) & ~np.isnan(predictions).any(axis=(0, 2))
+    # Row 50..79 miss only valence for model 1: arousal keeps them, so score each dimension on its own rows.
+    for use, row in zip(sets, scores, strict=True):
+        expected = []
+        for w in candidates:
+            fused = fuse(predictions, w)
+            per_dim = []
+            for j in range(2):
+                keep = valid_va(target)[:, j] & ~np.isnan(predictions[:, :, j]).any(axis=0) & use[folds]
+                per_dim.append(ccc(target[keep, j], fused[keep, j]))
+            expected.append(np.mean(per_dim))
+        np.testing.assert_allclose(row, expected, atol=1e-9)
+    assert rows.sum() < len(target)
+
+
+def test_fit_fusion_report_is_json_and_names_its_parts():
+    predictions, target, groups = video_data("expr", 10, n_videos=3, n_frames=200)
+    for method in METHODS:
+        report = fit(method, predictions, target, groups, "expr").report
+        json.dumps(report)
+        assert report["method"] == method and report["folds"] == 3
+        assert {"macro_f1", "accuracy", "cpm", "coverage"} <= set(report["out_of_fold"]) & set(report["in_sample"])
+        assert ("weights" in report) != ("n_trees" in report and "oob_curve" in report)
+
+
+def test_fit_fusion_errors():
+    predictions, target, groups = video_data("va", 11, n_videos=2, n_frames=50)
+    with pytest.raises(ValueError, match="method"):
+        fit("mean", predictions, target, groups, "va")
+    with pytest.raises(ValueError, match="task"):
+        fit("swf", predictions, target, groups, "au")
+    with pytest.raises(ValueError, match="one row per frame"):
+        fit("swf", predictions, target[:-1], groups, "va")
+    with pytest.raises(ValueError, match="at least 2 videos"):
+        fit("swf", predictions, target, np.zeros(len(target)), "va")
+
+
+def tables_of(predictions, groups, columns):
+    frames = np.concatenate([np.arange(1, (groups == g).sum() + 1) for g in dict.fromkeys(groups)])
+    return [pd.DataFrame({"video": groups, "frame": frames} | dict(zip(columns, p.T, strict=True)))
+            for p in predictions]
+
+
+def test_compare_fusions_reports_models_and_methods_and_applies_the_selected_one():
+    predictions, target, groups = video_data("va", 12, n_videos=3, n_frames=150)
+    columns = ["valence", "arousal"]
+    tables = tables_of(predictions, groups, columns)
+    fitted, report = compare_fusions(tables, target, "va", columns, ["n1", "n2", "good"], ["swf", "rf"],
+                                     n_draws=50, seed=0, n_folds=3)
+    assert set(report["validation"]) == {"n1", "n2", "good"} and set(report["fusion"]) == {"swf", "rf"}
+    assert report["selected"] == best_fusion(fitted, "va")
+    json.dumps(report)
+    test = tables_of(predictions[:, :150], groups[:150], columns)
+    for table in test:
+        table.loc[3, columns] = np.nan
+    table, filled = apply_fitted_fusion(test, fitted[report["selected"]], columns, report["prior"])
+    assert filled == 1 and list(table.columns) == ["video", "frame", *columns]
+    np.testing.assert_allclose(table.loc[3, columns].to_numpy(float), report["prior"])
+    assert np.isfinite(table[columns].to_numpy()).all()
+
+
+def test_filled_table_fills_empty_rows_with_the_prior_and_leaves_its_input_alone():
+    predictions, target, groups = video_data("expr", 14, n_videos=3, n_frames=100)
+    fitted = fit("swf", predictions, target, groups, "expr")
+    out_of_fold = fitted.out_of_fold.copy()
+    out_of_fold[5] = np.nan
+    frames = pd.DataFrame({"video": groups, "frame": np.tile(np.arange(1, 101), 3)})
+    prior = np.full(N_CLASSES, 1 / N_CLASSES)
+    columns = [f"c{i}" for i in range(N_CLASSES)]
+    table, filled = filled_table(frames, out_of_fold, columns, prior)
+    assert filled == 1 and np.isnan(out_of_fold[5]).all()
+    np.testing.assert_allclose(table.loc[5, columns].to_numpy(float), prior)
+    np.testing.assert_array_equal(table.loc[6, columns].to_numpy(float), fitted.out_of_fold[6])

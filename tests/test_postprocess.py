@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from avaffect.postprocess import (
     box_smooth,
+    frame_level,
     frame_times,
     hamming_smooth,
     hamming_window_frames,
@@ -135,8 +137,33 @@ def test_nan_column_stays_nan(smooth):
     assert np.isnan(out[:, 1]).all() and not np.isnan(out[:, 0]).any()
 
 
-@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
 @pytest.mark.parametrize("window", [0, 2, 10, -3])
-def test_even_or_empty_window_rejected(smooth, window):
+def test_even_or_empty_hamming_window_rejected(window):
     with pytest.raises(ValueError, match="odd"):
-        smooth(np.zeros((10, 1)), window)
+        hamming_smooth(np.zeros((10, 1)), window)
+
+
+@pytest.mark.parametrize("window", [0, -3])
+def test_empty_box_window_rejected(window):
+    with pytest.raises(ValueError, match=">= 1"):
+        box_smooth(np.zeros((10, 1)), window)
+
+
+def test_even_box_window_averages_its_frames():
+    values = np.arange(10, dtype=float)[:, None]
+    out = box_smooth(values, 4)
+    assert out[4, 0] == pytest.approx(np.mean([2, 3, 4, 5]))
+
+
+def test_frame_level_interpolates_smooths_and_keeps_unpredicted_videos_empty():
+    raw = pd.DataFrame({"video": ["a", "a"], "frame": [1, 11], "time_s": [0.0, 0.4], "valence": [0.0, 0.4],
+                        "arousal": [1.0, 1.0]})
+    probes = {"a": {"n_frames": 20, "fps": 25.0}, "b": {"n_frames": 3, "fps": 25.0}}
+    table = frame_level(raw, ["a", "b"], probes, ["valence", "arousal"], {"filter": "box", "frames": 1})
+    assert table["frame"].tolist() == list(range(1, 21)) + [1, 2, 3]
+    a = table[table["video"] == "a"]
+    assert a["valence"].to_numpy()[:11] == pytest.approx(np.arange(11) * 0.04)
+    assert (a["valence"].to_numpy()[11:] == 0.4).all() and (a["arousal"] == 1.0).all()
+    assert table[table["video"] == "b"][["valence", "arousal"]].isna().all().all()
+    smoothed = frame_level(raw, ["a"], probes, ["valence", "arousal"], {"filter": "hamming", "window_s": 0.5})
+    assert smoothed["arousal"].to_numpy() == pytest.approx(1.0)

@@ -183,3 +183,16 @@ def test_read_submission_rejects_wrong_header_and_lines(tmp_path):
     with pytest.raises(SubmissionError, match="line 3.*line 4") as caught:
         read_submission(path, "expr")
     assert len(caught.value.problems) == 2
+
+
+def test_follow_rows_takes_the_sample_order_and_refuses_unpredictable_frames():
+    from avaffect.submission import follow_rows
+
+    table = format_va(pd.DataFrame({"video": ["v", "v", "w"], "frame": [1, 2, 1], "valence": [0.1, 0.2, 0.3],
+                                    "arousal": [0.0, 0.0, 0.0]}))
+    ordered = follow_rows(table, ["w/00001.jpg", "v/00002.jpg"], "sample.txt")
+    assert ordered["image_location"].tolist() == ["w/00001.jpg", "v/00002.jpg"]
+    assert ordered["valence"].tolist() == [0.3, 0.2]
+    with pytest.raises(SubmissionError, match="v/00003.jpg") as err:
+        follow_rows(table, ["v/00001.jpg", "v/00003.jpg", "x/00001.jpg"], "sample.txt")
+    assert "sample.txt" in str(err.value) and "2 listed row(s)" in str(err.value)

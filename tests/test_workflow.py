@@ -66,11 +66,31 @@ def test_both_submissions_are_valid_and_complete(demo_run):
         assert np.isfinite(values).all()
 
 
-def test_fused_validation_recovers_the_labels(demo_run):
-    fused = pd.read_parquet(demo_run / "results" / "fusion" / "va" / "dirichlet" / "validation.parquet")
+@pytest.mark.parametrize("method", ["swf", "dwf"])
+def test_fused_validation_recovers_the_labels(demo_run, method):
+    # out-of-fold: each validation video is fused with weights chosen without it
+    fused = pd.read_parquet(demo_run / "results" / "fusion" / "va" / method / "validation.parquet")
     videos = list(dict.fromkeys(fused["video"]))
     truth = frame_labels(demo_run, "va", "validation", videos, demo_run / "results" / "demo_corpus")
     assert p_va(truth, fused[["valence", "arousal"]].to_numpy()) >= 0.9
+
+
+def test_metrics_table_reports_models_and_out_of_fold_and_in_sample_fusion(demo_run):
+    table = pd.read_csv(demo_run / "results" / "metrics" / "validation.csv")
+    models = {"visual", "visual_tcn", "visual_linear", "visual_kelm", "audio"}
+    for task, metric in (("va", "p_va"), ("expr", "macro_f1")):
+        rows = table[table["task"] == task]
+        assert set(rows[rows["kind"] == "model"]["name"]) == models
+        fusion = rows[rows["kind"] == "fusion"]
+        assert set(zip(fusion["name"], fusion["estimate"], strict=True)) == {
+            (m, e) for m in ("swf", "dwf", "rf") for e in ("out_of_fold", "in_sample")}
+        assert rows[metric].notna().all()
+
+
+def test_window_sweep_keeps_the_best_validation_window(demo_run):
+    selected = json.loads((demo_run / "results" / "models" / "visual" / "va" / "selected.json").read_text())
+    assert set(selected["scores"]) == {"2", "4"}
+    assert selected["scores"][f"{selected['window_s']:g}"] == max(selected["scores"].values())
 
 
 def test_test_submission_scores_against_the_hidden_labels(demo_run):
@@ -92,8 +112,9 @@ def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
     changed.write_text(yaml.safe_dump(config))  # sorted keys: order must not matter
     assert "Nothing to be done" in snakemake(demo_run, "-n").stdout
     jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", str(changed)).stdout)
-    assert set(jobs) == {"smooth_predictions", "fuse", "submission", "all"}
-    assert jobs["smooth_predictions"] == 8
+    assert set(jobs) == {"smooth_predictions", "fuse", "submission", "metrics_table", "all"}
+    # 4 of the 5 models smooth with a Hamming window (visual_linear uses a box filter): 2 tasks x 2 splits each
+    assert jobs["smooth_predictions"] == 16
 
 
 def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
@@ -121,3 +142,18 @@ def test_spleeter_is_a_clear_config_error_until_it_is_built(tmp_path):
     result = snakemake(workdir, "-n", "--config", "separation={'method': 'spleeter'}", check=False)
     assert result.returncode != 0
     assert "separation.method" in result.stdout + result.stderr
+
+
+def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):
+    rows = read_submission(demo_run / "results" / "submission_va.txt", "va")["image_location"].tolist()
+    sample = demo_run / "sample_va.txt"
+    sample.write_text("\n".join(["image_location,valence,arousal", *[f"{r},0,0" for r in reversed(rows)]]) + "\n")
+    config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
+    config["submission"]["sample_files"]["va"] = str(sample)
+    (demo_run / "sample.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(demo_run, "--configfile", "sample.yaml", "results/submission_va.txt")
+    followed = read_submission(demo_run / "results" / "submission_va.txt", "va")
+    assert followed["image_location"].tolist() == rows[::-1]
+    sample.write_text(sample.read_text() + "demo12/99999.jpg,0,0\n")
+    failed = snakemake(demo_run, "--configfile", "sample.yaml", "results/submission_va.txt", check=False)
+    assert failed.returncode != 0 and "demo12/99999.jpg" in failed.stdout + failed.stderr

@@ -121,3 +121,37 @@ def audio_window_embeddings(samples: np.ndarray, sample_rate: int, voiced_s: lis
     if len(matrix) == 0:
         matrix = np.zeros((0, 2 * n_mels), np.float32)
     return {"window": window, "frame": frames, "time_s": centres}, matrix
+
+
+WINDOW_EDGE_TOLERANCE = 1e-9
+"""Slack, in window lengths, when assigning times to windows: a time computed as frame / fps that should sit on
+a window edge (0.6 / 0.2 = 2.9999999999999996) still opens the later window."""
+
+
+def functionals(times: np.ndarray, features: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean, min and max of `features` (T, F) over non-overlapping windows [k*window_s, (k+1)*window_s).
+
+    Rows holding any NaN (face not seen) are ignored, and windows left without a valid row are left out.
+    Returns the window start times (W,) in ascending order and the (W, 3F) float32 matrix [mean | min | max].
+    """
+    times = np.asarray(times, dtype=np.float64).ravel()
+    features = np.asarray(features)
+    if features.ndim != 2 or len(features) != len(times):
+        raise ValueError(f"functionals: features must be (len(times), F) = ({len(times)}, F), got {features.shape}")
+    if not window_s > 0:
+        raise ValueError(f"functionals: window_s must be positive, got {window_s}")
+    n_features = features.shape[1]
+    keep = np.isfinite(times) & ~np.isnan(features).any(axis=1)
+    if not keep.any():
+        return np.zeros(0), np.zeros((0, 3 * n_features), np.float32)
+    window = np.floor(times[keep] / window_s + WINDOW_EDGE_TOLERANCE).astype(np.int64)
+    # Accumulate in float64 so long windows of float32 embeddings do not lose precision in the mean.
+    values = features[keep].astype(np.float64)
+    order = np.argsort(window, kind="stable")
+    window, values = window[order], values[order]
+    starts = np.flatnonzero(np.concatenate([[True], window[1:] != window[:-1]]))
+    counts = np.diff(np.append(starts, len(window)))
+    mean = np.add.reduceat(values, starts, axis=0) / counts[:, None]
+    low = np.minimum.reduceat(values, starts, axis=0)
+    high = np.maximum.reduceat(values, starts, axis=0)
+    return window[starts] * float(window_s), np.concatenate([mean, low, high], axis=1).astype(np.float32)

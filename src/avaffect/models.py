@@ -1,4 +1,8 @@
-"""Temporal models over label-rate sequences of embeddings."""
+"""Temporal models over label-rate sequences of embeddings: (batch, steps, features) -> (batch, steps, outputs).
+
+Each family is a small module built from a frozen config, so a checkpoint can rebuild it: the SUN dynamic
+transformer, the USTC temporal-convolution + transformer, and Savchenko's per-frame linear head.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+FAMILIES = ("transformer", "tcn_transformer", "linear")
+
 
 @dataclass(frozen=True)
-class TransformerConfig:
-    """The SUN dynamic model: a transformer encoder over windows of per-step embeddings."""
-
+class ModelConfig:
+    family: str
     n_features: int
     n_outputs: int
     d_model: int = 64
@@ -21,6 +26,8 @@ class TransformerConfig:
     dropout: float = 0.1
     ff_multiplier: int = 4
     max_len: int = 4096
+    tcn_kernel: int = 3
+    tcn_dilations: tuple[int, ...] = (1, 2, 4, 8)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,25 +47,86 @@ class SinusoidalPositionalEncoding(nn.Module):
         return x + self.table[: x.shape[1]]
 
 
-class TemporalTransformer(nn.Module):
-    """(batch, steps, features) -> (batch, steps, outputs): one prediction per step of the window."""
+def _encoder(config: ModelConfig) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        config.d_model, config.n_heads, config.ff_multiplier * config.d_model, config.dropout,
+        batch_first=True, norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
 
-    def __init__(self, config: TransformerConfig):
+
+class TemporalTransformer(nn.Module):
+    """The SUN dynamic model: projection, sinusoidal positions, transformer encoder, per-step head."""
+
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.project = nn.Sequential(nn.Linear(config.n_features, config.d_model), nn.LayerNorm(config.d_model))
         self.position = SinusoidalPositionalEncoding(config.d_model, config.max_len)
-        layer = nn.TransformerEncoderLayer(
-            config.d_model, config.n_heads, config.ff_multiplier * config.d_model, config.dropout,
-            batch_first=True, norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.encoder = _encoder(config)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.d_model, config.n_outputs)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.encoder(self.dropout(self.position(self.project(x))), src_key_padding_mask=padding)
         return self.head(hidden)
+
+
+class DilatedBlock(nn.Module):
+    """Residual non-causal dilated convolution over time; padded steps are zeroed so they add nothing."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation)
+        self.norm = nn.BatchNorm1d(channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return (x + self.dropout(torch.relu(self.norm(self.conv(x))))) * keep
+
+
+class TCNTransformer(nn.Module):
+    """The USTC model: dilated temporal convolutions, then a transformer encoder, then a per-step head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.project = nn.Linear(config.n_features, config.d_model)
+        self.blocks = nn.ModuleList(
+            DilatedBlock(config.d_model, config.tcn_kernel, d, config.dropout) for d in config.tcn_dilations
+        )
+        self.position = SinusoidalPositionalEncoding(config.d_model, config.max_len)
+        self.encoder = _encoder(config)
+        self.head = nn.Linear(config.d_model, config.n_outputs)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        keep = torch.ones_like(x[..., :1]) if padding is None else (~padding).unsqueeze(-1).to(x.dtype)
+        hidden = (self.project(x) * keep).transpose(1, 2)
+        for block in self.blocks:
+            hidden = block(hidden, keep.transpose(1, 2))
+        hidden = self.encoder(self.position(hidden.transpose(1, 2)), src_key_padding_mask=padding)
+        return self.head(hidden)
+
+
+class LinearHead(nn.Module):
+    """Savchenko's frame-level model: a linear layer on frozen per-frame features (smoothed afterwards)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.n_features, config.n_outputs))
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(x)
+
+
+_BUILDERS = {"transformer": TemporalTransformer, "tcn_transformer": TCNTransformer, "linear": LinearHead}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    if config.family not in _BUILDERS:
+        raise ValueError(f"unknown model family '{config.family}' (expected one of {', '.join(FAMILIES)})")
+    return _BUILDERS[config.family](config)
 
 
 def output_activation(task: str, raw: torch.Tensor) -> torch.Tensor:

@@ -81,25 +81,36 @@ def _smooth(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_window(window_frames: int) -> None:
-    if window_frames < 1 or window_frames % 2 == 0:
-        raise ValueError(f"window_frames must be odd and >= 1 so the window is centred, got {window_frames}")
+def _check_window(window_frames: int, odd: bool) -> None:
+    if window_frames < 1 or (odd and window_frames % 2 == 0):
+        need = "odd and >= 1 so the window is centred" if odd else ">= 1"
+        raise ValueError(f"window_frames must be {need}, got {window_frames}")
 
 
 def hamming_smooth(values: np.ndarray, window_frames: int) -> np.ndarray:
     """Each column of (m, d) `values` smoothed by a centred, normalised Hamming window; same shape."""
-    _check_window(window_frames)
+    _check_window(window_frames, odd=True)
     return _smooth(values, np.hamming(window_frames))
 
 
 def box_smooth(values: np.ndarray, window_frames: int) -> np.ndarray:
-    """Each column of (m, d) `values` replaced by its centred moving average; same shape."""
-    _check_window(window_frames)
+    """Each column of (m, d) `values` replaced by its moving average; same shape.
+
+    An even length (Savchenko's 50 frames) reaches one frame further back than ahead.
+    """
+    _check_window(window_frames, odd=False)
     return _smooth(values, np.ones(window_frames))
 
 
+def smooth(values: np.ndarray, fps: float, smoothing: dict) -> np.ndarray:
+    """Hamming smoothing over `window_s` seconds, or a box filter over `frames` frames."""
+    if smoothing["filter"] == "box":
+        return box_smooth(values, smoothing["frames"])
+    return hamming_smooth(values, hamming_window_frames(smoothing["window_s"], fps))
+
+
 def frame_level(raw: pd.DataFrame, videos: list[str], probes: dict[str, dict], columns: list[str],
-                hamming_s: float) -> pd.DataFrame:
+                smoothing: dict) -> pd.DataFrame:
     """Every frame of every video: label-rate predictions interpolated to frame times, then smoothed.
 
     A video without any prediction keeps NaN rows, so that fusion can tell "no prediction" from a value.
@@ -114,7 +125,7 @@ def frame_level(raw: pd.DataFrame, videos: list[str], probes: dict[str, dict], c
             values = np.full((n_frames, len(columns)), np.nan)
         else:
             values = interpolate_to_frames(samples["time_s"].to_numpy(), samples[columns].to_numpy(float), times)
-            values = hamming_smooth(values, hamming_window_frames(hamming_s, fps))
+            values = smooth(values, fps, smoothing)
         part = pd.DataFrame(values, columns=columns)
         part.insert(0, "frame", np.arange(1, n_frames + 1))
         part.insert(0, "video", video)

@@ -210,3 +210,17 @@ def read_submission(path: Path, task: str) -> pd.DataFrame:
     if problems:
         raise SubmissionError(str(path), problems)
     return pd.DataFrame(parsed, columns=list(TABLE_COLUMNS[task]))
+
+
+def follow_rows(table: pd.DataFrame, rows: list[str], source: str) -> pd.DataFrame:
+    """The submission table in the order of `rows` (the organisers' sample file).
+
+    Every row the sample lists must have a prediction: a frame past a video's decoded end, or a video the
+    pipeline did not process, is an error that names the rows, never a silently filled value.
+    """
+    indexed = table.set_index(LOCATION)
+    unknown = [row for row in rows if row not in indexed.index]
+    if unknown:
+        raise SubmissionError(source, [f"{len(unknown)} listed row(s) have no prediction (unknown video or frame "
+                                       f"beyond the decoded video): {_examples(unknown)}"])
+    return indexed.loc[rows].reset_index()

@@ -20,8 +20,10 @@ from avaffect.corpus import (
     read_annotation,
     video_of,
 )
+from avaffect.features import functionals
+from avaffect.kelm import KernelELM, class_balance_weights, decode_scores, encode_targets, select_C
 from avaffect.metrics import expr_scores, va_scores
-from avaffect.models import TemporalTransformer, TransformerConfig, output_activation
+from avaffect.models import ModelConfig, build_model, output_activation
 from avaffect.tables import read_parquet
 from avaffect.windows import sliding_starts
 
@@ -66,22 +68,76 @@ def attach_labels(sequence: StepSequence, labels: np.ndarray) -> StepSequence:
     return sequence
 
 
+NORMALIZATIONS = ("zscore", "minmax", "per_video_minmax")
+
+
 @dataclass(frozen=True)
 class Normalizer:
-    """Train-set z-scoring; steps without an embedding become zeros and a presence flag says so."""
+    """Embedding normalisation; steps without an embedding become zeros and a presence flag says so.
 
-    mean: np.ndarray
-    std: np.ndarray
+    zscore and minmax use training-set statistics; per_video_minmax scales each video by its own range
+    (it needs no labels, so test videos are scaled the same way).
+    """
+
+    kind: str
+    offset: np.ndarray | None = None
+    scale: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, sequences: Sequence[StepSequence]) -> Normalizer:
+    def fit(cls, sequences: Sequence[StepSequence], kind: str) -> Normalizer:
+        if kind not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization '{kind}' (expected one of {', '.join(NORMALIZATIONS)})")
+        if kind == "per_video_minmax":
+            return cls(kind)
         stacked = np.concatenate([s.features[s.present] for s in sequences])
-        return cls(stacked.mean(axis=0), np.maximum(stacked.std(axis=0), 1e-6))
+        if kind == "zscore":
+            return cls(kind, stacked.mean(axis=0), np.maximum(stacked.std(axis=0), MIN_SCALE))
+        low = stacked.min(axis=0)
+        return cls(kind, low, np.maximum(stacked.max(axis=0) - low, MIN_SCALE))
 
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        present = ~np.isnan(features).any(axis=1)
-        scaled = np.where(present[:, None], (features - self.mean) / self.std, 0.0)
-        return np.concatenate([scaled, present[:, None]], axis=1).astype(np.float32)
+    def transform(self, sequences: Sequence[StepSequence]) -> list[np.ndarray]:
+        """Model inputs (steps, features + 1) of each sequence."""
+        ranges = _video_ranges(sequences) if self.kind == "per_video_minmax" else {}
+        out = []
+        for seq in sequences:
+            offset, scale = ranges.get(seq.video, (self.offset, self.scale))
+            present = seq.present
+            scaled = np.where(present[:, None], (seq.features - offset) / scale, 0.0)
+            out.append(np.concatenate([scaled, present[:, None]], axis=1).astype(np.float32))
+        return out
+
+    def to_state(self) -> dict:
+        """Tensors and plain values only, so checkpoints load with torch.load(weights_only=True)."""
+        return {"kind": self.kind, "offset": _tensor(self.offset), "scale": _tensor(self.scale)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Normalizer:
+        return cls(state["kind"], _array(state["offset"]), _array(state["scale"]))
+
+
+def _tensor(values: np.ndarray | None) -> torch.Tensor | None:
+    return None if values is None else torch.from_numpy(np.asarray(values, np.float32))
+
+
+def _array(values: torch.Tensor | None) -> np.ndarray | None:
+    return None if values is None else values.numpy()
+
+
+MIN_SCALE = 1e-6
+
+
+def _video_ranges(sequences: Sequence[StepSequence]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    ranges = {}
+    for video in {s.video for s in sequences}:
+        rows = [s.features[s.present] for s in sequences if s.video == video]
+        stacked = np.concatenate(rows) if rows else np.zeros((0, 0))
+        if len(stacked) == 0:
+            dim = sequences[0].features.shape[1]
+            ranges[video] = (np.zeros(dim), np.ones(dim))
+            continue
+        low = stacked.min(axis=0)
+        ranges[video] = (low, np.maximum(stacked.max(axis=0) - low, MIN_SCALE))
+    return ranges
 
 
 def valid_labels(task: str, labels: np.ndarray) -> np.ndarray:
@@ -96,12 +152,12 @@ class Windows:
     padding: torch.Tensor  # (N, L) bool: True where the window runs past the sequence
 
 
-def make_windows(sequences: Sequence[StepSequence], normalizer: Normalizer, task: str, length: int, hop: int
-                 ) -> Windows:
+def make_windows(sequences: Sequence[StepSequence], normalized: Sequence[np.ndarray], task: str, length: int,
+                 hop: int) -> Windows:
+    """Training windows of `length` steps every `hop` steps, with targets, loss mask and padding."""
     inputs, targets, mask, padding = [], [], [], []
-    n_in = len(normalizer.mean) + 1
-    for seq in sequences:
-        x = normalizer(seq.features)
+    for seq, x in zip(sequences, normalized, strict=True):
+        n_in = x.shape[1]
         ok = valid_labels(task, seq.labels) & seq.present
         y = np.nan_to_num(seq.labels, nan=0.0) if task == "va" else np.where(ok, seq.labels, 0)
         for start in sliding_starts(len(x), length, hop):
@@ -129,11 +185,25 @@ def class_weights(sequences: Sequence[StepSequence], n_classes: int) -> np.ndarr
     return weights / weights[counts > 0].mean()
 
 
-def masked_loss(task: str, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+LOSSES = ("mse", "ccc")
+
+
+def batch_ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - CCC per dimension, averaged (the USTC loss); population moments over the batch's valid steps."""
+    mean_p, mean_t = pred.mean(dim=0), target.mean(dim=0)
+    var_p, var_t = pred.var(dim=0, unbiased=False), target.var(dim=0, unbiased=False)
+    cov = ((pred - mean_p) * (target - mean_t)).mean(dim=0)
+    ccc = 2 * cov / (var_p + var_t + (mean_p - mean_t) ** 2 + MIN_SCALE)
+    return (1 - ccc).mean()
+
+
+def masked_loss(task: str, loss: str, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
                 weights: torch.Tensor | None) -> torch.Tensor:
-    if task == "va":
-        return ((torch.tanh(raw) - targets) ** 2).mean(dim=-1)[mask].mean()
-    return nn.functional.cross_entropy(raw[mask], targets[mask], weight=weights)
+    """VA: mean squared error or 1 - CCC on tanh outputs; EXPR: (class-weighted) cross-entropy."""
+    if task == "expr":
+        return nn.functional.cross_entropy(raw[mask], targets[mask], weight=weights)
+    pred, target = torch.tanh(raw)[mask], targets[mask]
+    return batch_ccc_loss(pred, target) if loss == "ccc" else ((pred - target) ** 2).mean()
 
 
 @dataclass(frozen=True)
@@ -146,6 +216,8 @@ class TrainSettings:
     weight_decay: float
     patience: int  # epochs without a better validation score before stopping
     seed: int
+    normalization: str = "zscore"
+    loss: str = "mse"
 
 
 def score(task: str, sequences: Sequence[StepSequence], predictions: Sequence[np.ndarray]) -> dict[str, float]:
@@ -156,14 +228,14 @@ def score(task: str, sequences: Sequence[StepSequence], predictions: Sequence[np
     return expr_scores(truth, pred.argmax(axis=1))
 
 
-def predict(model: TemporalTransformer, normalizer: Normalizer, task: str, sequences: Sequence[StepSequence],
+def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequence[StepSequence],
             window: int, hop: int, device: str) -> list[np.ndarray]:
     """Per-step predictions of every sequence; overlapping windows are averaged."""
     model.eval()
     out = []
     with torch.inference_mode():
-        for seq in sequences:
-            x = torch.from_numpy(normalizer(seq.features)).to(device)
+        for inputs in normalizer.transform(sequences):
+            x = torch.from_numpy(inputs).to(device)
             total = torch.zeros(len(x), model.config.n_outputs, device=device)
             count = torch.zeros(len(x), 1, device=device)
             for start in sliding_starts(len(x), window, hop):
@@ -174,14 +246,19 @@ def predict(model: TemporalTransformer, normalizer: Normalizer, task: str, seque
     return out
 
 
-def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence],
+def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence], family: str,
           architecture: dict, settings: TrainSettings, device: str, log) -> tuple[dict, list[dict]]:
-    """Train a transformer; keep the epoch with the best validation score. Returns checkpoint and history."""
+    """Train one model; keep the epoch with the best validation score. Returns checkpoint and history.
+
+    Mixed precision (bfloat16) on CUDA; seeds fixed; early stopping after `patience` epochs without a
+    better validation score.
+    """
     torch.manual_seed(settings.seed)
-    normalizer = Normalizer.fit(train_set)
-    config = TransformerConfig(n_features=len(normalizer.mean) + 1, n_outputs=TASK_OUTPUTS[task], **architecture)
-    model = TemporalTransformer(config).to(device)
-    data = make_windows(train_set, normalizer, task, settings.window, settings.hop)
+    normalizer = Normalizer.fit(train_set, settings.normalization)
+    n_features = train_set[0].features.shape[1] + 1
+    config = ModelConfig(family=family, n_features=n_features, n_outputs=TASK_OUTPUTS[task], **architecture)
+    model = build_model(config).to(device)
+    data = make_windows(train_set, normalizer.transform(train_set), task, settings.window, settings.hop)
     weights = None
     if task == "expr":
         weights = torch.tensor(class_weights(train_set, TASK_OUTPUTS[task]), dtype=torch.float32, device=device)
@@ -203,7 +280,7 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
                 continue
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 raw = model(data.inputs[batch].to(device), data.padding[batch].to(device))
-            loss = masked_loss(task, raw.float(), data.targets[batch].to(device), mask, weights)
+            loss = masked_loss(task, settings.loss, raw.float(), data.targets[batch].to(device), mask, weights)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -215,9 +292,7 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
         if best is None or scores[metric] > best["scores"][metric]:
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = {"task": task, "config": config.to_dict(), "state_dict": state, "epoch": epoch,
-                    "scores": {k: float(v) for k, v in scores.items()},
-                    "normalizer": {"mean": torch.from_numpy(normalizer.mean.astype(np.float32)),
-                                   "std": torch.from_numpy(normalizer.std.astype(np.float32))},
+                    "scores": {k: float(v) for k, v in scores.items()}, "normalizer": normalizer.to_state(),
                     "window": settings.window, "hop": settings.hop}
             stale = 0
         else:
@@ -228,11 +303,12 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
     return best, history
 
 
-def load_checkpoint(checkpoint: dict, device: str) -> tuple[TemporalTransformer, Normalizer]:
-    model = TemporalTransformer(TransformerConfig(**checkpoint["config"]))
+def load_checkpoint(checkpoint: dict, device: str) -> tuple[nn.Module, Normalizer]:
+    config = dict(checkpoint["config"])
+    config["tcn_dilations"] = tuple(config["tcn_dilations"])
+    model = build_model(ModelConfig(**config))
     model.load_state_dict(checkpoint["state_dict"])
-    norm = checkpoint["normalizer"]
-    return model.to(device), Normalizer(norm["mean"].numpy(), norm["std"].numpy())
+    return model.to(device), Normalizer.from_state(checkpoint["normalizer"])
 
 
 def video_sequences(embedding_file: Path, video: str, modality: str) -> list[StepSequence]:
@@ -273,3 +349,95 @@ def prediction_table(sequences: Sequence[StepSequence], outputs: Sequence[np.nda
         part.insert(0, "video", seq.video)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class KelmSettings:
+    window_s: float  # functionals over non-overlapping windows of this length
+    kernel: str
+    Cs: tuple[float, ...]
+    weighted: bool  # EXPR: instance weights inversely proportional to class counts
+    folds: int
+    normalization: str = "zscore"
+
+
+def window_labels(task: str, seq: StepSequence, starts: np.ndarray, window_s: float) -> np.ndarray:
+    """A window's label: mean of the valid VA steps, or the most frequent valid class; invalid if none."""
+    index = np.searchsorted(starts, seq.times, side="right") - 1
+    inside = (index >= 0) & (seq.times < starts[np.clip(index, 0, None)] + window_s)
+    ok = valid_labels(task, seq.labels) & inside
+    if task == "va":
+        out = np.full((len(starts), len(VA_DIMENSIONS)), np.nan)
+        for w in np.unique(index[ok]):
+            out[w] = seq.labels[ok & (index == w)].mean(axis=0)
+        return out
+    out = np.full(len(starts), EXPR_INVALID)
+    for w in np.unique(index[ok]):
+        out[w] = np.bincount(seq.labels[ok & (index == w)], minlength=len(EXPR_CLASSES)).argmax()
+    return out
+
+
+def _functional_rows(sequences: Sequence[StepSequence], inputs: Sequence[np.ndarray], window_s: float
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(window starts, functionals with a constant column) per sequence; the constant is the KELM's bias."""
+    rows = []
+    for seq, x in zip(sequences, inputs, strict=True):
+        features = np.where(seq.present[:, None], x[:, :-1], np.nan)
+        starts, matrix = functionals(seq.times, features, window_s)
+        rows.append((starts, np.concatenate([matrix, np.ones((len(matrix), 1), np.float32)], axis=1)))
+    return rows
+
+
+def _kelm_data(task: str, sequences: Sequence[StepSequence], normalizer: Normalizer, window_s: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X, labels, groups = [], [], []
+    for seq, (starts, matrix) in zip(sequences, _functional_rows(sequences, normalizer.transform(sequences),
+                                                                 window_s), strict=True):
+        X.append(matrix)
+        labels.append(window_labels(task, seq, starts, window_s))
+        groups += [seq.video] * len(matrix)
+    labels_all = np.concatenate(labels)
+    keep = valid_labels(task, labels_all)
+    return np.concatenate(X)[keep], labels_all[keep], np.array(groups)[keep]
+
+
+def train_kelm(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence],
+               settings: KelmSettings, log) -> dict:
+    """Functionals + kernel ELM: C chosen by cross-validation over training videos, then fit on all of them."""
+    normalizer = Normalizer.fit(train_set, settings.normalization)
+    X, labels, groups = _kelm_data(task, train_set, normalizer, settings.window_s)
+    weighted = settings.weighted and task == "expr"
+    C, cv_scores = select_C(X, labels, groups, task, settings.Cs, settings.kernel, weighted=weighted,
+                            n_folds=settings.folds)
+    log(f"C by grouped {settings.folds}-fold cross-validation: {C:g} ({cv_scores})")
+    weights = class_balance_weights(labels, len(EXPR_CLASSES)) if weighted else None
+    model = KernelELM(settings.kernel, C).fit(X, encode_targets(task, labels), weights)
+    checkpoint = {"family": "kelm", "task": task, "kelm": model.to_state(), "normalizer": normalizer.to_state(),
+                  "window_s": settings.window_s, "C": C,
+                  "cv_scores": {f"{c:g}": float(v) for c, v in cv_scores.items()}}
+    val_X, val_labels, _ = _kelm_data(task, validation_set, normalizer, settings.window_s)
+    scores = window_scores(task, val_labels, decode_scores(task, model.predict(val_X)))
+    checkpoint["scores"] = scores
+    return checkpoint
+
+
+def window_scores(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    scores = va_scores(labels, outputs) if task == "va" else expr_scores(labels, outputs.argmax(axis=1))
+    return {k: float(v) for k, v in scores.items()}
+
+
+def predict_kelm(checkpoint: dict, sequences: Sequence[StepSequence], columns: list[str]) -> pd.DataFrame:
+    """Rows (video, frame, time_s, outputs) at the centre of every functional window with a face."""
+    model = KernelELM.from_state(checkpoint["kelm"])
+    normalizer = Normalizer.from_state(checkpoint["normalizer"])
+    window_s = checkpoint["window_s"]
+    outputs, steps = [], []
+    for seq, (starts, matrix) in zip(sequences, _functional_rows(sequences, normalizer.transform(sequences),
+                                                                 window_s), strict=True):
+        if len(matrix) == 0:
+            continue
+        centres = starts + window_s / 2
+        frames = np.interp(centres, seq.times, seq.frames).round().astype(np.int64)
+        outputs.append(decode_scores(checkpoint["task"], model.predict(matrix)))
+        steps.append(StepSequence(seq.video, frames, centres, np.zeros((len(centres), 1), np.float32)))
+    return prediction_table(steps, outputs, columns)

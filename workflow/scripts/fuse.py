@@ -1,30 +1,36 @@
-"""Dirichlet-weighted fusion of the models, weights chosen on the validation set."""
+"""Fuse the models with one method, chosen by grouped cross-validation over the validation videos."""
 
 from pathlib import Path
 
 from avaffect.corpus import PREDICTION_COLUMNS
-from avaffect.fusion import apply_fusion, choose_fusion, frame_labels
+from avaffect.fusion import apply_fitted_fusion, compare_fusions, filled_table, frame_labels
 from avaffect.logs import job_logger
 from avaffect.tables import read_json, read_parquet, write_json, write_parquet
 
 log = job_logger(snakemake.log[0], "fuse")
 p = snakemake.params
-task = snakemake.wildcards.task
+task, method = snakemake.wildcards.task, snakemake.wildcards.method
 columns = list(PREDICTION_COLUMNS[task])
 validation = [read_parquet(f) for f in snakemake.input.validation]
 test = [read_parquet(f) for f in snakemake.input.test]
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 labels = frame_labels(validation[0], task, "validation", Path(p.corpus), probes, log.warning)
-weights, report = choose_fusion(validation, labels, task, columns, p.models, p.draws, p.seed)
+s = p.fusion
+fitted, report = compare_fusions(validation, labels, task, columns, p.models, [method], s.get("draws", 1), s["seed"],
+                                 s["folds"], rf_max_rows=s.get("rf_max_rows"), n_jobs=snakemake.threads)
+fusion = fitted[method]
 for name, scores in report["validation"].items():
     log.info("validation %s: %s", name, scores)
-fused_validation, filled_validation = apply_fusion(validation, weights, columns, report["prior"])
-fused_test, filled_test = apply_fusion(test, weights, columns, report["prior"])
+log.info("%s: out-of-fold %s; in-sample %s", method, fusion.report["out_of_fold"], fusion.report["in_sample"])
+# The validation table holds out-of-fold predictions: each video fused by parameters chosen without it.
+fused_validation, _ = filled_table(validation[0], fusion.out_of_fold, columns, report["prior"])
+fused_test, filled_test = apply_fitted_fusion(test, fusion, columns, report["prior"])
 if filled_test:
-    log.warning("%d test frames had no prediction from any model; filled with the validation prior",
-                filled_test)
-report["filled_frames"] = {"validation": filled_validation, "test": filled_test}
-write_json({"models": p.models, "weights": weights.tolist()}, Path(snakemake.output.weights))
+    log.warning("%d test frames had no prediction from any model; filled with the validation prior", filled_test)
+report["filled_test_frames"] = filled_test
+parameters = {"models": p.models, "method": method, "n_trees": fusion.n_trees,
+              "weights": None if fusion.weights is None else fusion.weights.tolist()}
+write_json(parameters, Path(snakemake.output.parameters))
 write_json(report, Path(snakemake.output.metrics))
 write_parquet(fused_validation, Path(snakemake.output.validation))
 write_parquet(fused_test, Path(snakemake.output.test))

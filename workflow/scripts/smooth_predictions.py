@@ -11,7 +11,7 @@ log = job_logger(snakemake.log[0], "smooth_predictions")
 raw = read_parquet(snakemake.input.predictions)
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 columns = list(PREDICTION_COLUMNS[snakemake.wildcards.task])
-table = frame_level(raw, snakemake.params.videos, probes, columns, snakemake.params.hamming_s)
+table = frame_level(raw, snakemake.params.videos, probes, columns, snakemake.params.smoothing)
 for video in snakemake.params.videos:
     if video not in set(raw["video"]):
         log.warning("%s: no predictions from this model; its frames stay empty for fusion to fill", video)

@@ -3,15 +3,26 @@
 from pathlib import Path
 
 from avaffect.corpus import video_of
+from avaffect.fusion import PRIMARY_METRIC
 from avaffect.logs import job_logger
-from avaffect.submission import expected_rows, submission_table, write_submission
+from avaffect.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
 from avaffect.tables import read_json, read_parquet
 
 log = job_logger(snakemake.log[0], "submission")
 task = snakemake.wildcards.task
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 frame_counts = {sample: probes[video_of(sample)]["n_frames"] for sample in snakemake.params.samples}
-rows = expected_rows(frame_counts)
-table = submission_table(read_parquet(snakemake.input.fused), task)
+scores = {method: read_json(f)["fusion"][method]["out_of_fold"][PRIMARY_METRIC[task]]
+          for method, f in zip(snakemake.params.methods, snakemake.input.metrics, strict=True)}
+chosen = max(scores, key=scores.get)
+log.info("out-of-fold validation %s per fusion method: %s; submitting %s", PRIMARY_METRIC[task], scores, chosen)
+fused = read_parquet(snakemake.input.fused[snakemake.params.methods.index(chosen)])
+table = submission_table(fused, task)
+if snakemake.input.get("sample"):
+    rows = read_sample_rows(Path(snakemake.input.sample))
+    table = follow_rows(table, rows, snakemake.input.sample)
+    log.info("rows follow the organisers' sample file %s", snakemake.input.sample)
+else:
+    rows = expected_rows(frame_counts)
 write_submission(Path(snakemake.output[0]), table, task, rows)
-log.info("%s: %d rows for %d test videos", snakemake.output[0], len(rows), len(frame_counts))
+log.info("%s: %d rows for %d test samples", snakemake.output[0], len(rows), len(frame_counts))

@@ -1,4 +1,4 @@
-"""Train one temporal model for one task; keep the epoch with the best validation score."""
+"""Train one model of one family for one task and window length; keep the best on validation."""
 
 from pathlib import Path
 
@@ -8,31 +8,47 @@ import torch
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.tables import read_json, write_json
-from avaffect.training import TrainSettings, labelled_sequences, train
+from avaffect.training import KelmSettings, TrainSettings, labelled_sequences, train, train_kelm
 
 log = job_logger(snakemake.log[0], "train")
 p = snakemake.params
-task, corpus = snakemake.wildcards.task, Path(p.corpus)
+task, window_s = snakemake.wildcards.task, float(snakemake.wildcards.window)
+spec = p.model
 torch.set_num_threads(snakemake.threads)
 embeddings = {Path(f).stem: Path(f) for f in snakemake.input.embeddings}
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
-sets = {split: labelled_sequences(names, task, split, corpus, p.modality, embeddings, probes, log.warning)
+sets = {split: labelled_sequences(names, task, split, Path(p.corpus), spec["modality"], embeddings, probes,
+                                  log.warning)
         for split, names in p.samples.items()}
 for split, sequences in sets.items():
     if not sequences:
         raise ValueError(f"model {snakemake.wildcards.model}, task {task}: no {split} embeddings to train on")
     log.info("%s: %d sequences, %d steps", split, len(sequences), sum(len(s.frames) for s in sequences))
-t = p.training
-settings = TrainSettings(
-    window=round(t["window_s"] * p.rate_hz), hop=round(t["hop_s"] * p.rate_hz), epochs=t["epochs"],
-    batch_size=t["batch_size"], learning_rate=t["learning_rate"], weight_decay=t["weight_decay"],
-    patience=t["patience"], seed=t["seed"],
-)
 device = resolve_device(p.device)
-log.info("training on %s", device)
-checkpoint, history = train(task, sets["train"], sets["validation"], p.transformer, settings, device, log.info)
-checkpoint["modality"] = p.modality
+history = []
+if spec["family"] == "kelm":
+    k = p.family["kelm"]
+    settings = KelmSettings(window_s=window_s, kernel=k["kernel"], Cs=tuple(k["Cs"]), weighted=k["weighted"],
+                            folds=k["folds"], normalization=spec["normalization"])
+    checkpoint = train_kelm(task, sets["train"], sets["validation"], settings, log.info)
+    history = [{"C": float(c), "cross_validation_score": v} for c, v in checkpoint["cv_scores"].items()]
+    device = "cpu"
+else:
+    t = p.family["training"]
+    settings = TrainSettings(
+        window=round(window_s * p.rate_hz), hop=round(t["hop_s"] * p.rate_hz), epochs=t["epochs"],
+        batch_size=t["batch_size"], learning_rate=t["learning_rate"], weight_decay=t["weight_decay"],
+        patience=t["patience"], seed=t["seed"], normalization=spec["normalization"], loss=spec["loss"],
+    )
+    architecture = dict(p.family["transformer"])
+    if "tcn" in p.family:
+        architecture |= {"tcn_kernel": p.family["tcn"]["kernel"], "tcn_dilations": tuple(p.family["tcn"]["dilations"])}
+    log.info("training %s on %s", spec["family"], device)
+    checkpoint, history = train(task, sets["train"], sets["validation"], spec["family"], architecture, settings,
+                                device, log.info)
+checkpoint["modality"] = spec["modality"]
 torch.save(checkpoint, snakemake.output.checkpoint)
-write_json({"task": task, "model": snakemake.wildcards.model, "best_epoch": checkpoint["epoch"],
-            "validation": checkpoint["scores"], "device": device}, Path(snakemake.output.metrics))
+write_json({"task": task, "model": snakemake.wildcards.model, "family": spec["family"], "window_s": window_s,
+            "best_epoch": checkpoint.get("epoch"), "validation": checkpoint["scores"], "device": device},
+           Path(snakemake.output.metrics))
 pd.DataFrame(history).to_csv(snakemake.output.history, sep="\t", index=False)

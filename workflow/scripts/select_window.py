@@ -1,0 +1,20 @@
+"""Keep the window length whose model scored best on validation, and its predictions."""
+
+import shutil
+from pathlib import Path
+
+from avaffect.logs import job_logger
+from avaffect.tables import atomic_write, read_json, write_json
+from avaffect.training import SELECTION_METRIC
+
+log = job_logger(snakemake.log[0], "select_window")
+metric = SELECTION_METRIC[snakemake.wildcards.task]
+scores = {w: read_json(f)["validation"][metric] for w, f in zip(snakemake.params.windows, snakemake.input.metrics,
+                                                                  strict=True)}
+best = max(scores, key=scores.get)
+log.info("validation %s per window (s): %s; keeping %s s", metric, scores, best)
+index = snakemake.params.windows.index(best)
+for split in ("validation", "test"):
+    source = snakemake.input[split][index]
+    atomic_write(Path(snakemake.output[split]), lambda tmp, source=source: shutil.copyfile(source, tmp))
+write_json({"metric": metric, "scores": scores, "window_s": float(best)}, Path(snakemake.output.selection))
