@@ -25,3 +25,22 @@ def test_default_config_validates_against_schema():
         assert "dlib" in str(err)
     else:
         raise AssertionError("an unknown detector passed validation")
+
+
+def merged(base: dict, overlay: dict) -> dict:
+    """Snakemake's merge of config files: nested mappings are updated key by key."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def test_affwild2_overlay_validates_and_sweeps_the_paper_windows():
+    import jsonschema
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    overlay = yaml.safe_load((REPO / "config" / "affwild2.yaml").read_text())
+    config = merged(base, overlay)
+    jsonschema.validate(config, yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
+    assert config["models"]["visual"]["windows_s"] == [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+    assert config["corpus"]["demo"] is False and config["faces"]["detector"] == "retinaface+mediapipe"

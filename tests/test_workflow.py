@@ -151,9 +151,9 @@ def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frame
     config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
     config["submission"]["sample_files"]["va"] = str(sample)
     (demo_run / "sample.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    snakemake(demo_run, "--configfile", "sample.yaml", "results/submission_va.txt")
+    snakemake(demo_run, "results/submission_va.txt", "--configfile", "sample.yaml")
     followed = read_submission(demo_run / "results" / "submission_va.txt", "va")
     assert followed["image_location"].tolist() == rows[::-1]
     sample.write_text(sample.read_text() + "demo12/99999.jpg,0,0\n")
-    failed = snakemake(demo_run, "--configfile", "sample.yaml", "results/submission_va.txt", check=False)
+    failed = snakemake(demo_run, "results/submission_va.txt", "--configfile", "sample.yaml", check=False)
     assert failed.returncode != 0 and "demo12/99999.jpg" in failed.stdout + failed.stderr
