@@ -10,6 +10,7 @@ validate(config, "config/schema.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/resources.smk"
 include: "rules/corpus.smk"
 include: "rules/audio.smk"
 include: "rules/video.smk"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from avaffect.workdir import copy_workflow
+
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs")
 
 
 def run(workdir: Path, cores: int) -> float:
@@ -50,9 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="avaffect-bench-") as tmp:
         workdir = Path(tmp)
-        for name in WORKFLOW_FILES:
-            source = REPO / name
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+        copy_workflow(REPO, workdir)
         cold = run(workdir, args.cores)
         noop = run(workdir, args.cores)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

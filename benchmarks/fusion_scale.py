@@ -14,8 +14,9 @@ applied to the test videos; the VA and EXPR submission files written (avaffect.s
 with the better out-of-fold score. Simulation time is reported apart and is not in the total.
 
 Each forest is fit on --rf-max-rows validation frames, evenly spaced in time (fit_fusion's rf_max_rows,
-which defaults to all frames): RF stacking grows 400 trees (RF_TREE_GRID) for each of the 5 folds and the
-final fit, at about 2 us per frame per tree, so the row count sets most of the run time.
+which defaults to all frames): RF stacking grows up to 400 trees (RF_TREE_GRID; the grid stops at an OOB
+plateau, see fusion._fit_forest) for each of the 5 folds and the final fit, --jobs forests at a time on
+--jobs threads each, at about 2 us per frame per tree, so the row count sets most of the run time.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("
 
 from avaffect.corpus import SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
+from avaffect.resources import load_manifest  # noqa: E402
 
 TASKS = config["tasks"]
 MODELS = config["models"]
@@ -23,6 +24,9 @@ if config["separation"]["method"] == "spleeter":
         "config separation.method: 'spleeter' is not available in this version (it needs its own "
         "TensorFlow environment); set separation.method to 'none'"
     )
+
+RESOURCES = load_manifest(Path(workflow.basedir) / "resources" / "manifest.yaml")
+RESOURCE_BY_FILE = {entry.file: key for key, entry in RESOURCES.items()}
 
 MANIFEST = demo_manifest(CORPUS) if config["corpus"]["demo"] else scan_corpus(CORPUS, tuple(TASKS))
 VIDEOS = sorted(MANIFEST.videos)
@@ -35,6 +39,24 @@ wildcard_constraints:
     video="|".join(map(re.escape, VIDEOS)),
     window=r"[0-9.]+",
     method="swf|dwf|rf",
+    resource_file="|".join(map(re.escape, RESOURCE_BY_FILE)),
+
+
+def resource_path(key):
+    """Where a model file of resources/manifest.yaml lives once fetch_resource has put it there."""
+    return f"resources/{RESOURCES[key].file}"
+
+
+DETECTOR_WEIGHTS = {
+    name: key
+    for name, key in {"retinaface": "retinaface_mobilenet025"}.items()
+    if name in config["faces"]["detector"].split("+")
+}
+
+
+def detector_weights(wildcards):
+    """The model file of each configured detector that needs one, as named inputs."""
+    return {name: resource_path(key) for name, key in DETECTOR_WEIGHTS.items()}
 
 
 def video_file(wildcards):

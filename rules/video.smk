@@ -18,6 +18,7 @@ rule probe_video:
 
 rule detect_faces:
     input:
+        unpack(detector_weights),
         video=video_file,
         probe="results/probe/{video}.json",
     output:
@@ -29,6 +30,7 @@ rule detect_faces:
     params:
         detector=config["faces"]["detector"],
         settings={name: section("faces", name) for name in config["faces"]["detector"].split("+")},
+        weights={name: RESOURCES[key].to_dict() for name, key in DETECTOR_WEIGHTS.items()},
         batch_size=config["faces"]["batch_size"],
         tracking=section("faces", "tracking"),
         device=config["device"],

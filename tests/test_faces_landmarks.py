@@ -55,11 +55,12 @@ def test_faces_table_round_trip():
 def test_unknown_detector_and_missing_weights_are_clear(tmp_path):
     with pytest.raises(ValueError, match="dlib"):
         build_detector("dlib", {}, "cpu")
+    settings = {"retinaface": {"score_threshold": 0.8, "nms_threshold": 0.4}}
+    with pytest.raises(ValueError, match="retinaface_mobilenet025"):
+        build_detector("retinaface", settings, "cpu")
     missing = tmp_path / "nope.pth"
-    with pytest.raises(FileNotFoundError, match="faces.retinaface.weights") as err:
-        build_detector("retinaface", {"retinaface": {"weights": str(missing), "score_threshold": 0.8,
-                                                     "nms_threshold": 0.4}}, "cpu")
-    assert "nope.pth" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        build_detector("retinaface", settings, "cpu", {"retinaface": missing})
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +104,10 @@ class FindsNothing:
 
 def test_fallback_asks_the_next_detector_only_where_the_first_found_nothing(rendered, shared):
     neutral, _, hidden = rendered
-    settings = {"retinaface": {"weights": str(shared / "weights" / "retinaface" / "mobilenet0.25_Final.pth"),
-                               "score_threshold": 0.8, "nms_threshold": 0.4},
+    settings = {"retinaface": {"score_threshold": 0.8, "nms_threshold": 0.4},
                 "mediapipe": {"model_selection": 1, "score_threshold": 0.5}}
-    both = build_detector("retinaface+mediapipe", settings, "cpu")
+    weights = {"retinaface": shared / "weights" / "retinaface" / "mobilenet0.25_Final.pth"}
+    both = build_detector("retinaface+mediapipe", settings, "cpu", weights)
     found = both.detect_batch([neutral, hidden])
     assert [f.detector for f in found[0]] == ["retinaface"] and found[1] == []
     fallback = FallbackDetector([FindsNothing(), MediaPipeDetector(1, 0.5)])

@@ -1,16 +1,21 @@
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from avaffect.corpus import EXPR_INVALID, VA_INVALID
 from avaffect.fusion import (
     METHODS,
     RF_OOB_TOLERANCE,
+    RF_PLATEAU_STEPS,
     _batched_ccc,
     _batched_macro_f1,
     _candidates,
+    _fit_forest,
+    _plateaued,
     _scores,
     _set_scores,
     apply_fitted_fusion,
@@ -469,3 +474,100 @@ def test_filled_table_fills_empty_rows_with_the_prior_and_leaves_its_input_alone
     assert filled == 1 and np.isnan(out_of_fold[5]).all()
     np.testing.assert_allclose(table.loc[5, columns].to_numpy(float), prior)
     np.testing.assert_array_equal(table.loc[6, columns].to_numpy(float), fitted.out_of_fold[6])
+
+
+# --- Random-forest stacking: OOB curve, plateau rule, features -----------------------------------------
+
+def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5):
+    """OOB errors of a warm-started forest scored by sklearn itself (oob_score=True) at every grid count."""
+    forest_type = RandomForestRegressor if task == "va" else RandomForestClassifier
+    forest = forest_type(n_estimators=grid[0], min_samples_leaf=min_samples_leaf, max_features="sqrt",
+                         oob_score=True, warm_start=True, random_state=seed)
+    errors = []
+    for n_trees in grid:
+        forest.set_params(n_estimators=n_trees)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
+            forest.fit(x, y)
+        errors.append(1.0 - float(forest.oob_score_))
+    return errors
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize(("n_frames", "grid"), [(400, (1, 2, 3, 5, 8)), (1200, (5, 10, 20, 40))])
+def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid):
+    """Summing only the new trees' OOB predictions gives sklearn's score exactly, also with rows never left out."""
+    predictions, target, _ = video_data(task, 15, n_videos=1, n_frames=n_frames)
+    features = stacking_features(predictions)
+    _, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None)
+    x = features
+    y = target if task == "va" else target.astype(np.int64)
+    expected = sklearn_oob_curve(task, x, y, list(grid))
+    assert [p["oob_error"] for p in curve] == expected[:len(curve)]
+
+
+@pytest.mark.parametrize(("errors", "stops"), [
+    ([0.30, 0.20], False),  # too few steps to judge
+    ([0.30, 0.298, 0.297], True),  # two steps in a row within the tolerance of the best
+    ([0.30, 0.298, 0.29], False),  # the last step improves by more than the tolerance
+    ([0.30, 0.29, 0.288, 0.28], False),  # 0.288 did not improve, 0.28 did
+    ([0.30, 0.29, 0.288, 0.286], True),  # 0.286 is only 0.004 below the best before it (0.288)
+    ([0.30, 0.29, 0.31, 0.35], True),  # worse counts do not improve either
+    ([0.30, 0.31, 0.294, 0.30], False),  # 0.294 is 0.006 below the best before it (0.30)
+])
+def test_plateau_rule(errors, stops):
+    assert RF_PLATEAU_STEPS == 2 and RF_OOB_TOLERANCE == 0.005
+    assert _plateaued(errors) is stops
+
+
+def test_plateau_rule_judges_improvement_against_the_best_so_far():
+    assert _plateaued([0.30, 0.20, 0.24, 0.199])  # 0.24 and 0.199 both fail to beat 0.20 by the tolerance
+    assert not _plateaued([0.30, 0.20, 0.24, 0.19])
+    assert not _plateaued([0.30, 0.30, 0.30], steps=3)
+    assert _plateaued([0.30, 0.30, 0.30, 0.30], steps=3)
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_forest_grid_stops_at_the_first_plateau_and_keeps_the_smallest_good_count(task):
+    grid = (8, 16, 32, 64, 128, 256, 512)
+    predictions, target, _ = video_data(task, 16, n_videos=1, n_frames=600)
+    features = stacking_features(predictions)
+    forest, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None)
+    errors = [p["oob_error"] for p in curve]
+    assert [p["n_trees"] for p in curve] == list(grid[:len(curve)])
+    # It grew until the rule first held (or the grid ran out), never past it.
+    assert not any(_plateaued(errors[:i]) for i in range(1, len(errors)))
+    assert len(curve) == len(grid) or _plateaued(errors)
+    assert len(curve) < len(grid)  # these curves flatten well before 512 trees
+    # The measured prefix is sklearn's own curve, and the choice rule is unchanged on it.
+    y = target if task == "va" else target.astype(np.int64)
+    assert errors == sklearn_oob_curve(task, features, y, list(grid[:len(curve)]))
+    best = min(errors)
+    assert forest.n_estimators == len(forest.estimators_) == next(
+        p["n_trees"] for p in curve if p["oob_error"] <= best + RF_OOB_TOLERANCE)
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_rf_forests_grown_concurrently_equal_those_grown_one_by_one(task):
+    predictions, target, groups = video_data(task, 17, n_videos=5, n_frames=200)
+    one = fit("rf", predictions, target, groups, task, n_jobs=1)
+    two = fit("rf", predictions, target, groups, task, n_jobs=2)
+    for key in ("n_trees", "oob_curve", "fold_n_trees", "rows"):
+        assert one.report[key] == two.report[key]
+    # sklearn sums the trees' predictions in the order its threads finish: equal up to rounding.
+    np.testing.assert_allclose(one.out_of_fold, two.out_of_fold, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(one.apply(predictions), two.apply(predictions), rtol=0, atol=1e-12)
+
+
+def test_stacking_features_equal_filling_every_frame():
+    rng = np.random.default_rng(18)
+    for n_models, n_columns in ((3, 8), (3, 2), (1, 2), (4, 3)):
+        predictions = rng.normal(size=(n_models, 3000, n_columns)) * 10.0 ** rng.uniform(-6, 3, (1, 3000, 1))
+        predictions[rng.random(predictions.shape) < 0.05] = np.nan
+        predictions[:, :20] = np.nan
+        predictions[:, 20:30, 0] = np.nan
+        filled = np.where(np.isnan(predictions), fuse(predictions, np.ones(n_models))[None], predictions)
+        expected = filled.transpose(1, 0, 2).reshape(3000, n_models * n_columns).astype(np.float32)
+        features = stacking_features(predictions)
+        assert features.dtype == np.float32 and features.flags.c_contiguous
+        np.testing.assert_array_equal(features, expected)

@@ -16,17 +16,14 @@ from conftest import REPO
 from avaffect.corpus import annotation_path, read_annotation
 from avaffect.metrics import macro_f1, p_va
 from avaffect.submission import read_submission
+from avaffect.workdir import copy_workflow
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs")
 
 
 def make_workdir(path: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, path / name)
-    return path
+    return copy_workflow(REPO, path)
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

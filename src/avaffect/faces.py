@@ -150,26 +150,24 @@ def crop_box(box: FaceBox, width: int, height: int, margin_px: float, margin_fra
     return x1, y1, x2, y2
 
 
-def build_detector(spec: str, settings: dict[str, dict], device: str) -> FaceDetector:
-    """A detector from its config name and each part's settings; `a+b` asks b only for frames in which a
-    found nothing."""
+def build_detector(spec: str, settings: dict[str, dict], device: str, weights: dict[str, Path] | None = None
+                   ) -> FaceDetector:
+    """A detector from its config name, each part's settings and the model file of each part that needs one;
+    `a+b` asks b only for frames in which a found nothing."""
+    weights = weights or {}
     detectors: list[FaceDetector] = []
     for name in spec.split("+"):
         if name == "mediapipe":
             mediapipe = settings[name]
             detectors.append(MediaPipeDetector(mediapipe["model_selection"], mediapipe["score_threshold"]))
         elif name == "retinaface":
-            retinaface = settings[name]
-            weights = Path(retinaface["weights"])
-            if not weights.is_file():
-                raise FileNotFoundError(
-                    f"{weights}: RetinaFace weights (mobilenet0.25_Final.pth) not found; set config "
-                    "faces.retinaface.weights to the file"
-                )
+            if name not in weights:
+                raise ValueError("detector retinaface needs its weights file (resource retinaface_mobilenet025)")
             from avaffect.retinaface import RetinaFaceDetector
 
-            detectors.append(RetinaFaceDetector(weights, resolve_device(device), retinaface["score_threshold"],
-                                                retinaface["nms_threshold"]))
+            retinaface = settings[name]
+            detectors.append(RetinaFaceDetector(Path(weights[name]), resolve_device(device),
+                                                retinaface["score_threshold"], retinaface["nms_threshold"]))
         else:
             raise ValueError(f"unknown face detector '{name}' (expected mediapipe or retinaface)")
     return detectors[0] if len(detectors) == 1 else FallbackDetector(detectors)

@@ -13,7 +13,6 @@ score is reported beside it, so the optimism of scoring on the frames one select
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble._forest import _generate_unsampled_indices  # the bags sklearn's own OOB score uses
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import GroupKFold
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
@@ -66,6 +67,9 @@ RF_TREE_GRID = (25, 50, 100, 200, 400)
 """Forest sizes whose out-of-bag error is measured; the forest keeps the smallest good one."""
 RF_OOB_TOLERANCE = 0.005
 """A tree count is good when its OOB error (1 - accuracy, or 1 - mean R^2 for VA) is within this of the best."""
+RF_PLATEAU_STEPS = 2
+"""The tree grid stops growing after this many consecutive steps that each lower the best OOB error so far by
+no more than RF_OOB_TOLERANCE (see _fit_forest)."""
 RF_MIN_SAMPLES_LEAF = 5
 """Leaves of at least this many frames: bounds the forest's size, which grows with the frames per leaf."""
 RF_MAX_FEATURES = "sqrt"
@@ -446,9 +450,16 @@ def stacking_features(predictions: np.ndarray) -> np.ndarray:
     """
     predictions = _check_predictions(predictions)
     n_models, n_frames, n_columns = predictions.shape
-    filled = np.where(np.isnan(predictions), fuse(predictions, np.ones(n_models))[None], predictions)
-    return np.ascontiguousarray(filled.transpose(1, 0, 2).reshape(n_frames, n_models * n_columns),
-                                dtype=np.float32)
+    features = np.ascontiguousarray(predictions.transpose(1, 0, 2).reshape(n_frames, n_models * n_columns),
+                                    dtype=np.float32)
+    # Only frames that some model misses need the mean of the others; fuse works frame by frame, so fusing
+    # just those frames gives them the values fusing all frames would.
+    gaps = np.flatnonzero(np.isnan(features).any(axis=1))
+    if len(gaps):
+        part = predictions[:, gaps]
+        filled = np.where(np.isnan(part), fuse(part, np.ones(n_models))[None], part)
+        features[gaps] = filled.transpose(1, 0, 2).reshape(len(gaps), n_models * n_columns)
+    return features
 
 
 def _labelled(task: str, target: np.ndarray) -> np.ndarray:
@@ -456,17 +467,67 @@ def _labelled(task: str, target: np.ndarray) -> np.ndarray:
     return valid_va(target).all(axis=1) if task == "va" else np.asarray(target) != EXPR_INVALID
 
 
-def _oob_error(forest: Forest) -> float:
-    return 1.0 - float(forest.oob_score_)
+class _OobTally:
+    """Out-of-bag predictions of a forest summed tree by tree, for the OOB score sklearn's oob_score=True gives.
+
+    sklearn recomputes the OOB sums over every tree at each warm-start fit (25 + 50 + ... + 400 trees for the
+    grid RF_TREE_GRID, one tree at a time on one thread); adding only the trees grown since the last call,
+    in the same order, gives the same sums bit for bit, hence the same score. A row that no tree has left out
+    of its bag counts with a prediction of zero, as in sklearn (which warns about it).
+    """
+
+    def __init__(self, forest: Forest, x: np.ndarray, y: np.ndarray):
+        self.forest, self.x = forest, x
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if isinstance(forest, RandomForestClassifier):  # y as sklearn keeps it: class indices, (n, 1) float64
+            classes, codes = np.unique(y, return_inverse=True)
+            self.y = codes.reshape(-1, 1).astype(np.float64)
+            shape = (len(y), len(classes), n_outputs)
+        else:
+            self.y = np.ascontiguousarray(y, dtype=np.float64).reshape(len(y), n_outputs)
+            shape = (len(y), 1, n_outputs)
+        self.sums = np.zeros(shape)
+        self.counts = np.zeros((len(y), n_outputs), dtype=np.int64)
+        self.n_trees = 0
+
+    def add_new_trees(self) -> float:
+        """Add the trees grown since the last call; returns the OOB error of all of them (1 - oob_score_)."""
+        forest, n_rows = self.forest, len(self.x)
+        for tree in forest.estimators_[self.n_trees:]:
+            left_out = _generate_unsampled_indices(tree.random_state, n_rows, forest._n_samples_bootstrap,
+                                                   forest._sample_weight)
+            self.sums[left_out, ...] += forest._get_oob_predictions(tree, self.x[left_out, :])
+            self.counts[left_out, :] += 1
+        self.n_trees = len(forest.estimators_)
+        mean, counts = self.sums.copy(), self.counts.copy()
+        for k in range(mean.shape[-1]):  # as BaseForest._compute_oob_predictions
+            counts[counts == 0] = 1
+            mean[..., k] /= counts[..., [k]]
+        if isinstance(forest, RandomForestClassifier):
+            score = accuracy_score(self.y, np.argmax(mean[..., 0] if mean.shape[-1] == 1 else mean, axis=1))
+        else:
+            prediction = mean.squeeze(axis=1)
+            score = r2_score(self.y, prediction[:, 0] if prediction.shape[-1] == 1 else prediction)
+        return 1.0 - float(score)
+
+
+def _plateaued(errors: Sequence[float], steps: int = RF_PLATEAU_STEPS, tolerance: float = RF_OOB_TOLERANCE) -> bool:
+    """True when each of the last `steps` errors is lower than the best error before it by no more than
+    `tolerance` (the grid has stopped improving), False while fewer than steps + 1 errors are known."""
+    if len(errors) <= steps:
+        return False
+    return all(errors[i] >= min(errors[:i]) - tolerance for i in range(len(errors) - steps, len(errors)))
 
 
 def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, tree_grid: Sequence[int],
                 min_samples_leaf: int, n_jobs: int, max_rows: int | None) -> tuple[Forest, list[dict], dict]:
-    """Forest on the usable rows, its size the smallest in `tree_grid` whose OOB error is within
-    RF_OOB_TOLERANCE of the grid's best; returns it, the OOB curve and which rows it was fit on.
+    """Forest on the usable rows, its size the smallest measured count in `tree_grid` whose OOB error is within
+    RF_OOB_TOLERANCE of the best measured; returns it, the OOB curve and which rows it was fit on.
 
     Trees are added with warm_start, so the first n trees of the largest forest are exactly the forest of
-    n trees the curve measured, and the forest is cut back to them. max_rows (None: all) fits on that many
+    n trees the curve measured, and the forest is cut back to them. The grid stops growing at a plateau: once
+    RF_PLATEAU_STEPS consecutive grid steps have each lowered the best OOB error by no more than
+    RF_OOB_TOLERANCE, larger counts are not fit (the curve ends there). max_rows (None: all) fits on that many
     rows, evenly spaced over the frames in order, so every video keeps its share.
     """
     rows = np.flatnonzero(_labelled(task, target) & ~np.isnan(features).any(axis=1))
@@ -481,16 +542,19 @@ def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, 
     x = features[rows]
     y = np.asarray(target, dtype=np.float64)[rows] if task == "va" else np.asarray(target)[rows].astype(np.int64)
     forest_type = RandomForestRegressor if task == "va" else RandomForestClassifier
+    # oob_score=False: the same trees (the OOB score is computed after they are grown), scored by _OobTally.
     forest = forest_type(n_estimators=grid[0], min_samples_leaf=min_samples_leaf, max_features=RF_MAX_FEATURES,
-                         bootstrap=True, oob_score=True, warm_start=True, random_state=seed, n_jobs=n_jobs)
+                         bootstrap=True, oob_score=False, warm_start=True, random_state=seed, n_jobs=n_jobs)
+    tally = None
     curve = []
     for n_trees in grid:
         forest.set_params(n_estimators=n_trees)
-        with warnings.catch_warnings():
-            # A small forest leaves a few rows in every bag; sklearn then warns and scores the rest.
-            warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
-            forest.fit(x, y)
-        curve.append({"n_trees": n_trees, "oob_error": _oob_error(forest)})
+        forest.fit(x, y)
+        if tally is None:
+            tally = _OobTally(forest, x, y)
+        curve.append({"n_trees": n_trees, "oob_error": tally.add_new_trees()})
+        if _plateaued([point["oob_error"] for point in curve]):
+            break
     best = min(point["oob_error"] for point in curve)
     chosen = next(p["n_trees"] for p in curve if p["oob_error"] <= best + RF_OOB_TOLERANCE)
     forest.estimators_ = forest.estimators_[:chosen]
@@ -592,7 +656,7 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     n_draws is used by "swf"/"dwf" only; rf_max_rows, tree_grid and min_samples_leaf by "rf" only
     (rf_max_rows=None fits every annotated frame, an int that many frames evenly spaced in time; the cost
     of a forest grows with it, about 2 us per frame per tree on one core). n_jobs: threads for the EXPR
-    weight search and for the forests.
+    weight search, and for the forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
     """
     _check_task(task)
     if method not in METHODS:
@@ -607,17 +671,25 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     report: dict = {"method": method}
     if method == "rf":
         features = stacking_features(predictions)
-        fold_trees = []
-        for k in range(n_splits):
+
+        def fit_part(k: int) -> tuple[Forest, list[dict], dict, np.ndarray]:
+            """Forest of fold k, fit without its videos, and its predictions of them; k = n_splits: all frames."""
             train = folds != k
-            forest, _, _ = _fit_forest(features[train], target[train], task, seed, tree_grid, min_samples_leaf,
-                                       n_jobs, rf_max_rows)
-            out_of_fold[~train] = _forest_predict(forest, features[~train], task)
-            fold_trees.append(len(forest.estimators_))
-        forest, curve, rows = _fit_forest(features, target, task, seed, tree_grid, min_samples_leaf, n_jobs,
-                                          rf_max_rows)
+            forest, curve, rows = _fit_forest(features[train], target[train], task, seed, tree_grid,
+                                              min_samples_leaf, n_jobs, rf_max_rows)
+            held_out = features[~train] if k < n_splits else features
+            return forest, curve, rows, _forest_predict(forest, held_out, task)
+
+        # The forests are independent, so n_jobs of them grow at a time, each on n_jobs threads: one forest's
+        # single-threaded steps (OOB sums, its predictions' bookkeeping) then overlap another's trees.
+        with ThreadPoolExecutor(max(1, min(n_jobs, n_splits + 1))) as pool:
+            parts = list(pool.map(fit_part, range(n_splits + 1)))
+        for k, (_, _, _, predicted) in enumerate(parts[:-1]):
+            out_of_fold[folds == k] = predicted
+        forest, curve, rows, in_sample = parts[-1]
         fitted = FittedFusion(method, task, forest=forest, n_trees=len(forest.estimators_))
-        report |= {"n_trees": fitted.n_trees, "oob_curve": curve, "fold_n_trees": fold_trees, "rows": rows,
+        report |= {"n_trees": fitted.n_trees, "oob_curve": curve,
+                   "fold_n_trees": [len(part[0].estimators_) for part in parts[:-1]], "rows": rows,
                    "min_samples_leaf": min_samples_leaf}
     else:
         fold_weights, weights = _fit_weights(method, predictions, target, task, folds, n_splits, n_draws, seed,
@@ -625,10 +697,11 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
         for k, w in enumerate(fold_weights):
             out_of_fold[folds == k] = fuse(predictions[:, folds == k], w)
         fitted = FittedFusion(method, task, weights=weights)
+        in_sample = fitted.apply(predictions)
         report |= {"weights": weights.tolist(), "fold_weights": [w.tolist() for w in fold_weights],
                    "draws": n_draws}
     report |= {"folds": n_splits, "out_of_fold": _scores(task, target, out_of_fold),
-               "in_sample": _scores(task, target, fitted.apply(predictions))}
+               "in_sample": _scores(task, target, in_sample)}
     fitted.report = report
     fitted.out_of_fold = out_of_fold
     return fitted

@@ -5,12 +5,14 @@ from pathlib import Path
 from avaffect.faces import build_detector, detect_all, faces_table, track_person
 from avaffect.logs import job_logger
 from avaffect.media import iter_frames
+from avaffect.resources import Resource, verify
 from avaffect.tables import read_json, write_parquet
 
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
 fps = read_json(snakemake.input.probe)["fps"]
-detector = build_detector(p.detector, p.settings, p.device)
+weights = {name: verify(Resource(**entry), Path(snakemake.input[name])) for name, entry in p.weights.items()}
+detector = build_detector(p.detector, p.settings, p.device, weights)
 numbers, found = detect_all(iter_frames(Path(snakemake.input.video)), detector, p.batch_size)
 track = track_person(found, p.tracking["min_iou"], max(1, round(p.tracking["max_gap_s"] * fps)))
 table = faces_table(numbers, track, [len(f) for f in found], fps)

@@ -1,0 +1,15 @@
+rule fetch_resource:
+    output:
+        "resources/{resource_file}",
+    log:
+        "results/logs/fetch_resource/{resource_file}.log",
+    params:
+        resource=lambda w: RESOURCES[RESOURCE_BY_FILE[w.resource_file]].to_dict(),
+        mirror=config["resources"]["mirror"],
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/fetch_resource.py"

@@ -1,0 +1,22 @@
+"""A runnable copy of the workflow in another folder, for tests and benchmarks that must not touch ./results."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs", "resources/manifest.yaml")
+"""What snakemake reads of a checkout; resources/ travels without the model files fetched into it."""
+
+
+def copy_workflow(repo: Path, destination: Path) -> Path:
+    """Copy the workflow files of the checkout `repo` into `destination` (created if needed)."""
+    destination = Path(destination)
+    for name in WORKFLOW_FILES:
+        source, target = Path(repo) / name, destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    return destination
