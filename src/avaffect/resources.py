@@ -81,28 +81,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(resource: Resource, path: Path) -> Path:
-    """`path` when it exists and is the pinned file; otherwise a ResourceError naming file, URL and key."""
+def verify(resource: Resource, path: Path, source: str | None = None, consequence: str = "") -> Path:
+    """`path` when it exists and is the pinned file; otherwise a ResourceError naming file, URL and key.
+
+    `source` names the file in the message when `path` is a temporary copy of it; `consequence` says what was
+    therefore not done.
+    """
     path = Path(path)
     if not path.is_file():
         raise ResourceError(f"{path}: model file missing: {resource.where()}")
     found = sha256_of(path)
     if found != resource.sha256:
-        raise ResourceError(f"{path}: sha256 {found} is not the pinned {resource.sha256} "
-                            f"(corrupt, truncated or another release): {resource.where()}")
+        raise ResourceError(f"{source or path}: sha256 {found} is not the pinned {resource.sha256} "
+                            f"(corrupt, truncated or another release){consequence}: {resource.where()}")
     return path
 
 
 def download(url: str, destination: Path) -> None:
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(destination, "wb") as out:
         shutil.copyfileobj(response, out, HASH_CHUNK_BYTES)
-
-
-def _check_copy(resource: Resource, copy: Path, source: str, destination: Path) -> None:
-    found = sha256_of(copy)
-    if found != resource.sha256:
-        raise ResourceError(f"{source}: sha256 {found} is not the pinned {resource.sha256} (corrupt, truncated "
-                            f"or another release); {destination} was not written: {resource.where()}")
 
 
 def fetch(resource: Resource, destination: Path, mirror: Path | None,
@@ -113,6 +110,7 @@ def fetch(resource: Resource, destination: Path, mirror: Path | None,
     Returns where it came from.
     """
     destination = Path(destination)
+    not_written = f"; {destination} was not written"
     if mirror is not None:
         source = Path(mirror) / resource.file
         if not source.is_file():
@@ -120,7 +118,7 @@ def fetch(resource: Resource, destination: Path, mirror: Path | None,
 
         def obtain(tmp: Path) -> None:
             shutil.copyfile(source, tmp)
-            _check_copy(resource, tmp, str(source), destination)
+            verify(resource, tmp, str(source), not_written)
         origin = str(source)
     else:
         def obtain(tmp: Path) -> None:
@@ -130,7 +128,7 @@ def fetch(resource: Resource, destination: Path, mirror: Path | None,
                 raise ResourceError(f"{destination}: download failed ({err}): {resource.where()}; without "
                                     f"network, name a folder holding {resource.file} in config "
                                     f"resources.mirror or ${MIRROR_VARIABLE}") from err
-            _check_copy(resource, tmp, resource.url, destination)
+            verify(resource, tmp, resource.url, not_written)
         origin = resource.url
     atomic_write(destination, obtain)
     return origin
