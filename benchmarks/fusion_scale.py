@@ -1,6 +1,7 @@
 """Time late fusion at Aff-Wild2 scale on simulated predictions, and report peak memory.
 
-    .venv/bin/python benchmarks/fusion_scale.py [--profile PATH] [--out PATH] [--draws 10000] [--rf-max-rows 5000]
+    .venv/bin/python benchmarks/fusion_scale.py [--profile PATH] [--out PATH] [--draws N] [--search-max-rows N]
+                                                [--rf-max-rows N]
 
 The profile (split, n_frames, fps, two_person_half; one row per video) gives every video's length and frame
 rate. For each video a hidden signal is drawn at the 5 fps label rate (VA: a slow random walk; EXPR: a
@@ -13,10 +14,12 @@ grouped 5-fold over the validation videos and refit on all of them (avaffect.fus
 applied to the test videos; the VA and EXPR submission files written (avaffect.submission) from the fusion
 with the better out-of-fold score. Simulation time is reported apart and is not in the total.
 
-Each forest is fit on --rf-max-rows validation frames, evenly spaced in time (fit_fusion's rf_max_rows,
-which defaults to all frames): RF stacking grows up to 400 trees (RF_TREE_GRID; the grid stops at an OOB
-plateau, see fusion._fit_forest) for each of the 5 folds and the final fit, --jobs forests at a time on
---jobs threads each, at about 2 us per frame per tree, so the row count sets most of the run time.
+Settings not given on the command line are the workflow's own defaults, read from config/config.yaml
+(postprocess.hamming_s; fusion.draws, folds, search_max_rows, rf_max_rows, seed): weights are searched on
+search_max_rows validation frames and each forest is fit on rf_max_rows, evenly spaced in time, and every
+reported score covers all validation frames, as in the workflow. RF stacking grows up to 400 trees
+(RF_TREE_GRID; the grid stops at an OOB plateau, see fusion._fit_forest) for each fold and the final fit,
+--jobs forests at a time on --jobs threads each.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy.signal import lfilter
 
 from avaffect.corpus import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS
@@ -41,11 +45,13 @@ from avaffect.submission import expected_rows, submission_table, write_submissio
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO.parent / "shared" / "data" / "affwild2_scale_profile.csv"
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SPLIT_NAMES = {"Train_Set": "train", "Validation_Set": "validation", "Test_Set": "test"}
 LABEL_FPS = 5.0
-HAMMING_S = 0.5  # config/config.yaml postprocess.hamming_s
+HAMMING_S = CONFIG["postprocess"]["hamming_s"]
+FUSION = CONFIG["fusion"]
 N_MODELS = 3
-SEED = 0
+SEED = FUSION["seed"]
 TARGET_TOTAL_S = 30.0
 TARGET_PEAK_MB = 4096.0
 
@@ -162,10 +168,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", type=Path, default=DEFAULT_PROFILE)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "fusion_scale.json")
-    parser.add_argument("--draws", type=int, default=10_000)
-    parser.add_argument("--rf-max-rows", type=int, default=5_000,
+    parser.add_argument("--draws", type=int, default=FUSION["draws"])
+    parser.add_argument("--search-max-rows", type=int, default=FUSION["search_max_rows"],
+                        help="frames the weights are searched on, evenly spaced (fit_fusion's search_max_rows)")
+    parser.add_argument("--rf-max-rows", type=int, default=FUSION["rf_max_rows"],
                         help="frames each forest is fit on, evenly spaced (fit_fusion's rf_max_rows)")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=FUSION["folds"])
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     profile = pd.read_csv(args.profile)
@@ -185,7 +193,7 @@ def main() -> None:
         for method in ("dwf", "rf"):
             fitted[task, method] = timed(stages, f"fit_{method}_{task}", lambda task=task, method=method: fit_fusion(
                 method, frames["validation"][task], validation[task], validation["groups"], task, args.draws, SEED,
-                args.folds, rf_max_rows=args.rf_max_rows, n_jobs=args.jobs))
+                args.folds, search_max_rows=args.search_max_rows, rf_max_rows=args.rf_max_rows, n_jobs=args.jobs))
             scores[f"{task}_{method}"] = fitted[task, method].report
     fused = timed(stages, "apply_test", lambda: {key: fit.apply(frames["test"][key[0]]) for key, fit in fitted.items()})
     chosen = {task: best_fusion({m: fitted[task, m] for m in ("dwf", "rf")}, task) for task in ("va", "expr")}
@@ -207,7 +215,8 @@ def main() -> None:
     result = {
         "profile": str(args.profile), "videos": len(names), "frames": int(profile["n_frames"].sum()),
         "validation_frames": int(len(validation["groups"])), "test_frames": int(len(test["groups"])),
-        "settings": {"draws": args.draws, "folds": args.folds, "rf_max_rows": args.rf_max_rows, "jobs": args.jobs,
+        "settings": {"draws": args.draws, "folds": args.folds, "search_max_rows": args.search_max_rows,
+                     "rf_max_rows": args.rf_max_rows, "jobs": args.jobs,
                      "models": N_MODELS, "label_fps": LABEL_FPS, "hamming_s": HAMMING_S},
         "simulate_s": simulate_s, "stages_s": stages, "total_s": total, "peak_rss_mb": peak_mb,
         "targets": {"total_s": TARGET_TOTAL_S, "peak_rss_mb": TARGET_PEAK_MB,

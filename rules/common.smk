@@ -139,7 +139,7 @@ def fusion_settings(method):
     settings = {"folds": config["fusion"]["folds"], "seed": config["fusion"]["seed"]}
     if method == "rf":
         return settings | {"rf_max_rows": config["fusion"]["rf_max_rows"]}
-    return settings | {"draws": config["fusion"]["draws"]}
+    return settings | {"draws": config["fusion"]["draws"], "search_max_rows": config["fusion"]["search_max_rows"]}
 
 
 if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:

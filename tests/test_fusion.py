@@ -22,6 +22,7 @@ from avaffect.fusion import (
     best_fusion,
     compare_fusions,
     dirichlet_draws,
+    evenly_spaced,
     filled_table,
     fit_fusion,
     fuse,
@@ -414,6 +415,38 @@ def test_va_fold_scores_equal_brute_force():
             expected.append(np.mean(per_dim))
         np.testing.assert_allclose(row, expected, atol=1e-9)
     assert rows.sum() < len(target)
+
+
+def test_evenly_spaced_keeps_ends_order_and_everything_under_the_cap():
+    rows = np.arange(10, 110, 2)  # 50 rows
+    np.testing.assert_array_equal(evenly_spaced(rows, None), rows)
+    np.testing.assert_array_equal(evenly_spaced(rows, 50), rows)
+    picked = evenly_spaced(rows, 5)
+    np.testing.assert_array_equal(picked, rows[[0, 12, 24, 37, 49]])
+    with pytest.raises(ValueError, match="max_rows"):
+        evenly_spaced(rows, 0)
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize("method", ["swf", "dwf"])
+def test_weights_searched_on_spaced_rows_are_scored_on_every_frame(task, method):
+    predictions, target, groups = video_data(task, 21)
+    if task == "va":
+        target[:100] = VA_INVALID
+    else:
+        target[:100] = EXPR_INVALID
+    fitted = fit(method, predictions, target, groups, task, search_max_rows=300)
+    usable = np.arange(100, len(target))
+    assert fitted.report["rows"] == {"searched": 300, "available": len(usable)}
+    spaced = evenly_spaced(usable, 300)
+    weights, _ = search_weights(predictions[:, spaced], target[spaced], task, n_draws=200, seed=0,
+                                per_column=method == "dwf")
+    np.testing.assert_array_equal(fitted.weights, weights)
+    # Choosing saw 300 frames; both scores and the out-of-fold predictions cover all of them.
+    assert not np.isnan(fitted.out_of_fold).any()
+    assert fitted.report["out_of_fold"]["coverage"] == fitted.report["in_sample"]["coverage"] == 1.0
+    whole = fit(method, predictions, target, groups, task)
+    assert whole.report["rows"] == {"searched": len(usable), "available": len(usable)}
 
 
 def test_fit_fusion_report_is_json_and_names_its_parts():

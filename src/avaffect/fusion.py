@@ -137,6 +137,14 @@ def fuse(predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return np.where(mass > 0, total / mass, np.nan)
 
 
+def _searched_rows(task: str, predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Rows the weight search scores, annotated and predicted by every model: VA (N, 2), each dimension on its
+    own (a frame missing only valence still counts for arousal); EXPR (N,), every class present."""
+    if task == "va":
+        return valid_va(target) & ~np.isnan(predictions).any(axis=0)
+    return (np.asarray(target) != EXPR_INVALID) & ~np.isnan(predictions).any(axis=(0, 2))
+
+
 def _candidates(n_models: int, n_columns: int, n_draws: int, seed: int, per_column: bool) -> np.ndarray:
     """(n_draws, n_models, n_columns) candidate weights, one draw shared by all columns or one per column."""
     if not per_column:
@@ -209,7 +217,7 @@ def _va_sums(predictions: np.ndarray, target: np.ndarray, folds: np.ndarray, n_f
         raise ValueError(f"VA search needs predictions (M, N, {n_dims}) and target (N, {n_dims}), "
                          f"got {predictions.shape} and {target.shape}")
     # Rows are shared by all candidates so that every candidate is judged on the same frames.
-    rows = valid_va(target) & ~np.isnan(predictions).any(axis=0)
+    rows = _searched_rows("va", predictions, target)
     return [_moment_sums(predictions[:, rows[:, j], j], target[rows[:, j], j], folds[rows[:, j]], n_folds)
             for j in range(n_dims)]
 
@@ -357,7 +365,7 @@ def _expr_counts(probabilities: np.ndarray, target: np.ndarray, folds: np.ndarra
     if target.shape != probabilities.shape[1:2]:
         raise ValueError(f"expr search needs target (N,) for predictions (M, N, d), "
                          f"got {target.shape} and {probabilities.shape}")
-    rows = (target != EXPR_INVALID) & ~np.isnan(probabilities).any(axis=(0, 2))
+    rows = _searched_rows("expr", probabilities, target)
     if not rows.any():
         raise ValueError("expr search: no row is annotated and predicted by every model")
     y_true = check_classes(target[rows], n_classes, "expr search: target")
@@ -414,7 +422,7 @@ def _best(scores: np.ndarray, task: str) -> int:
 
 def _expr_search_score(probabilities: np.ndarray, target: np.ndarray, weights: np.ndarray) -> float:
     """Macro F1 in float64 of fused `weights` on the search rows (annotated, every model present)."""
-    rows = (np.asarray(target) != EXPR_INVALID) & ~np.isnan(probabilities).any(axis=(0, 2))
+    rows = _searched_rows("expr", probabilities, target)
     return macro_f1(target[rows], fuse(probabilities[:, rows], weights).argmax(axis=1), probabilities.shape[2])
 
 
@@ -465,6 +473,19 @@ def stacking_features(predictions: np.ndarray) -> np.ndarray:
 def _labelled(task: str, target: np.ndarray) -> np.ndarray:
     """Rows whose target is usable: both VA dimensions annotated (the forest is multi-output), or a class."""
     return valid_va(target).all(axis=1) if task == "va" else np.asarray(target) != EXPR_INVALID
+
+
+def evenly_spaced(rows: np.ndarray, max_rows: int | None) -> np.ndarray:
+    """At most max_rows of `rows` (None: all), evenly spaced over them in order, so every video keeps its share.
+
+    Validation frames at the video rate repeat one another (predictions are interpolated from 5 fps and
+    smoothed), so evenly spaced frames carry nearly all that the full set tells a fit.
+    """
+    if max_rows is None or len(rows) <= max_rows:
+        return rows
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1 or None, got {max_rows}")
+    return rows[np.linspace(0, len(rows) - 1, max_rows).round().astype(np.int64)]
 
 
 class _OobTally:
@@ -532,8 +553,7 @@ def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, 
     """
     rows = np.flatnonzero(_labelled(task, target) & ~np.isnan(features).any(axis=1))
     available = len(rows)
-    if max_rows is not None and available > max_rows:
-        rows = rows[np.linspace(0, available - 1, max_rows).round().astype(np.int64)]
+    rows = evenly_spaced(rows, max_rows)
     if len(rows) < RF_MIN_ROWS:
         raise ValueError(f"rf: {len(rows)} frames are annotated and predicted, need at least {RF_MIN_ROWS}")
     grid = sorted({int(n) for n in tree_grid})
@@ -628,8 +648,15 @@ def _scores(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str,
 
 
 def _fit_weights(method: str, predictions: np.ndarray, target: np.ndarray, task: str, folds: np.ndarray,
-                 n_folds: int, n_draws: int, seed: int, n_jobs: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Weights chosen without each fold (one per fold) and on all folds, from one scoring pass."""
+                 n_folds: int, n_draws: int, seed: int, n_jobs: int, max_rows: int | None
+                 ) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """Weights chosen without each fold (one per fold) and on all folds, from one scoring pass over at most
+    max_rows annotated frames that every model predicts (evenly spaced); also which rows were searched."""
+    searched = _searched_rows(task, predictions, target)
+    rows = np.flatnonzero(searched.any(axis=1) if task == "va" else searched)
+    available = len(rows)
+    rows = evenly_spaced(rows, max_rows)
+    predictions, target, folds = predictions[:, rows], np.asarray(target)[rows], folds[rows]
     n_models, _, n_columns = predictions.shape
     per_column = method == "dwf"
     candidates = _candidates(n_models, n_columns, n_draws, seed, per_column)
@@ -638,13 +665,13 @@ def _fit_weights(method: str, predictions: np.ndarray, target: np.ndarray, task:
     chosen = [candidates[_best(row, task)] for row in scores]
     if not per_column:
         chosen = [weights[:, 0] for weights in chosen]
-    return chosen[:-1], chosen[-1]
+    return chosen[:-1], chosen[-1], {"searched": len(rows), "available": available}
 
 
 def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups: np.ndarray, task: str,
-               n_draws: int, seed: int, n_folds: int = DEFAULT_FOLDS, *, rf_max_rows: int | None = None,
-               tree_grid: Sequence[int] = RF_TREE_GRID, min_samples_leaf: int = RF_MIN_SAMPLES_LEAF,
-               n_jobs: int = 1) -> FittedFusion:
+               n_draws: int, seed: int, n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
+               rf_max_rows: int | None = None, tree_grid: Sequence[int] = RF_TREE_GRID,
+               min_samples_leaf: int = RF_MIN_SAMPLES_LEAF, n_jobs: int = 1) -> FittedFusion:
     """Fusion `method` of (M, N, d) validation predictions, chosen and scored by grouped K-fold over videos.
 
     target: VA (N, 2) with NaN (or VA_INVALID) invalid, EXPR (N,) classes with EXPR_INVALID; groups: (N,)
@@ -653,10 +680,12 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     predictions (also kept as FittedFusion.out_of_fold). The returned parameters are then chosen on all
     frames and report["in_sample"] scores them on the same frames.
 
-    n_draws is used by "swf"/"dwf" only; rf_max_rows, tree_grid and min_samples_leaf by "rf" only
-    (rf_max_rows=None fits every annotated frame, an int that many frames evenly spaced in time; the cost
-    of a forest grows with it, about 2 us per frame per tree on one core). n_jobs: threads for the EXPR
-    weight search, and for the forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
+    Choosing may look at fewer frames than scoring: search_max_rows ("swf"/"dwf") and rf_max_rows ("rf")
+    cap the annotated frames, evenly spaced in time (evenly_spaced; None: all), that weights are searched or
+    forests grown on, while both reported scores always cover every validation frame. The search costs about
+    n_draws x frames; a forest about 2 us per frame per tree on one core. n_draws is used by "swf"/"dwf" only,
+    tree_grid and min_samples_leaf by "rf" only. n_jobs: threads for the EXPR weight search, and for the
+    forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
     """
     _check_task(task)
     if method not in METHODS:
@@ -692,14 +721,14 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
                    "fold_n_trees": [len(part[0].estimators_) for part in parts[:-1]], "rows": rows,
                    "min_samples_leaf": min_samples_leaf}
     else:
-        fold_weights, weights = _fit_weights(method, predictions, target, task, folds, n_splits, n_draws, seed,
-                                             n_jobs)
+        fold_weights, weights, rows = _fit_weights(method, predictions, target, task, folds, n_splits, n_draws,
+                                                   seed, n_jobs, search_max_rows)
         for k, w in enumerate(fold_weights):
             out_of_fold[folds == k] = fuse(predictions[:, folds == k], w)
         fitted = FittedFusion(method, task, weights=weights)
         in_sample = fitted.apply(predictions)
         report |= {"weights": weights.tolist(), "fold_weights": [w.tolist() for w in fold_weights],
-                   "draws": n_draws}
+                   "draws": n_draws, "rows": rows}
     report |= {"folds": n_splits, "out_of_fold": _scores(task, target, out_of_fold),
                "in_sample": _scores(task, target, in_sample)}
     fitted.report = report
@@ -753,8 +782,8 @@ def label_prior(task: str, labels: np.ndarray) -> np.ndarray:
 
 def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: str, columns: list[str],
                     models: Sequence[str], methods: Sequence[str], n_draws: int, seed: int,
-                    n_folds: int = DEFAULT_FOLDS, *, rf_max_rows: int | None = None, n_jobs: int = 1
-                    ) -> tuple[dict[str, FittedFusion], dict]:
+                    n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
+                    rf_max_rows: int | None = None, n_jobs: int = 1) -> tuple[dict[str, FittedFusion], dict]:
     """Each method fit by `fit_fusion` on the validation tables (videos are the groups), and a report.
 
     report: "validation" (every model's own scores), "fusion" (each method's FittedFusion report, with
@@ -763,7 +792,8 @@ def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: st
     stacked = _stack(tables, columns, models)
     groups = tables[0]["video"].to_numpy()
     fitted = {method: fit_fusion(method, stacked, labels, groups, task, n_draws, seed, n_folds,
-                                 rf_max_rows=rf_max_rows, n_jobs=n_jobs) for method in methods}
+                                 search_max_rows=search_max_rows, rf_max_rows=rf_max_rows, n_jobs=n_jobs)
+              for method in methods}
     report = {"validation": {name: _scores(task, labels, stacked[i]) for i, name in enumerate(models)},
               "fusion": {method: fit.report for method, fit in fitted.items()},
               "selected": best_fusion(fitted, task), "prior": label_prior(task, labels).tolist()}

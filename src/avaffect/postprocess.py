@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
+from scipy.ndimage import convolve1d
 
 
 def frame_times(n_frames: int, fps: float) -> np.ndarray:
@@ -17,6 +20,8 @@ def frame_times(n_frames: int, fps: float) -> np.ndarray:
 
 def _mean_per_time(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct times and the mean of the values given at each."""
+    if (np.diff(times) > 0).all():  # the usual case, one sample per time in order: nothing to merge
+        return times, values
     unique, inverse, counts = np.unique(times, return_inverse=True, return_counts=True)
     sums = np.zeros((unique.size, values.shape[1]))
     np.add.at(sums, inverse, values)
@@ -67,18 +72,16 @@ def _smooth(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"values must be (m, d), got shape {values.shape}")
-    half = (kernel.size - 1) // 2
-    m = values.shape[0]
+    # np.convolve(x, kernel)[half:half + m] with half = (K - 1) // 2, on all columns at once: an even kernel
+    # sits one sample off centre, which ndimage expresses as origin -1.
+    convolve = partial(convolve1d, weights=kernel, axis=0, mode="constant", cval=0.0, origin=-(1 - kernel.size % 2))
     valid = ~np.isnan(values)
-    out = np.empty_like(values)
-    for j in range(values.shape[1]):
-        # Full convolution then the centred slice: mode="same" would return the kernel's length when it
-        # is longer than the signal.
-        weighted = np.convolve(np.where(valid[:, j], values[:, j], 0.0), kernel)[half:half + m]
-        mass = np.convolve(valid[:, j].astype(np.float64), kernel)[half:half + m]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, j] = np.where(mass > 0, weighted / mass, np.nan)
-    return out
+    weighted = convolve(np.where(valid, values, 0.0))
+    # Interpolated predictions are valid or NaN a whole row at a time: then one column's mass serves all.
+    row_uniform = bool((valid == valid[:, :1]).all())
+    mass = convolve((valid[:, :1] if row_uniform else valid).astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass > 0, weighted / mass, np.nan)
 
 
 def _check_window(window_frames: int, odd: bool) -> None:

@@ -17,7 +17,8 @@ probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 labels = frame_labels(validation[0], task, "validation", Path(p.corpus), probes, log.warning)
 s = p.fusion
 fitted, report = compare_fusions(validation, labels, task, columns, p.models, [method], s.get("draws", 1), s["seed"],
-                                 s["folds"], rf_max_rows=s.get("rf_max_rows"), n_jobs=snakemake.threads)
+                                 s["folds"], search_max_rows=s.get("search_max_rows"), rf_max_rows=s.get("rf_max_rows"),
+                                 n_jobs=snakemake.threads)
 fusion = fitted[method]
 for name, scores in report["validation"].items():
     log.info("validation %s: %s", name, scores)
