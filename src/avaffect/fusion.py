@@ -37,6 +37,7 @@ from avaffect.corpus import (
 )
 from avaffect.metrics import (
     MIN_CCC_VALUES,
+    PRIMARY_METRIC,
     ccc_from_moments,
     check_classes,
     expr_scores,
@@ -47,8 +48,6 @@ from avaffect.metrics import (
 )
 
 METHODS = ("swf", "dwf", "rf")
-PRIMARY_METRIC = {"va": "p_va", "expr": "macro_f1"}
-"""The score each task's weights are searched for and methods are ranked by (the challenge metrics)."""
 DEFAULT_FOLDS = 5
 MIN_FOLDS = 2
 SEARCH_DTYPE = np.float32

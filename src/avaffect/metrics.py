@@ -9,6 +9,8 @@ from avaffect.corpus import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS, VA_INVALI
 CPM_F1_WEIGHT = 0.67
 CPM_ACCURACY_WEIGHT = 0.33
 MIN_CCC_VALUES = 2
+PRIMARY_METRIC = {"va": "p_va", "expr": "macro_f1"}
+"""Each task's challenge score: what models, window lengths and fusion weights are chosen and ranked by."""
 
 ArrayOrFloat = np.ndarray | float
 

@@ -22,13 +22,12 @@ from avaffect.corpus import (
 )
 from avaffect.features import functionals
 from avaffect.kelm import KernelELM, class_balance_weights, decode_scores, encode_targets, select_C
-from avaffect.metrics import expr_scores, va_scores
+from avaffect.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.models import ModelConfig, build_model, output_activation
 from avaffect.tables import read_parquet
 from avaffect.windows import sliding_starts
 
 TASK_OUTPUTS = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
-SELECTION_METRIC = {"va": "p_va", "expr": "macro_f1"}
 
 
 @dataclass
@@ -266,7 +265,7 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
                                   weight_decay=settings.weight_decay)
     use_amp = device.startswith("cuda")
     generator = torch.Generator().manual_seed(settings.seed)
-    metric = SELECTION_METRIC[task]
+    metric = PRIMARY_METRIC[task]
     best: dict | None = None
     history: list[dict] = []
     stale = 0

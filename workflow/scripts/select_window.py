@@ -4,11 +4,11 @@ import shutil
 from pathlib import Path
 
 from avaffect.logs import job_logger
+from avaffect.metrics import PRIMARY_METRIC
 from avaffect.tables import atomic_write, read_json, write_json
-from avaffect.training import SELECTION_METRIC
 
 log = job_logger(snakemake.log[0], "select_window")
-metric = SELECTION_METRIC[snakemake.wildcards.task]
+metric = PRIMARY_METRIC[snakemake.wildcards.task]
 scores = {w: read_json(f)["validation"][metric] for w, f in zip(snakemake.params.windows, snakemake.input.metrics,
                                                                   strict=True)}
 best = max(scores, key=scores.get)
