@@ -548,14 +548,26 @@ def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid):
     ([0.30, 0.29, 0.31, 0.35], True),  # worse counts do not improve either
     ([0.30, 0.31, 0.294, 0.30], False),  # 0.294 is 0.006 below the best before it (0.30)
 ])
-def test_plateau_rule(errors, stops):
-    assert RF_PLATEAU_STEPS == 2 and RF_OOB_TOLERANCE == 0.005
+def test_plateau_rule_over_two_steps(errors, stops):
+    assert RF_OOB_TOLERANCE == 0.005
+    assert _plateaued(errors, steps=2) is stops
+
+
+@pytest.mark.parametrize(("errors", "stops"), [
+    ([0.30], False),  # nothing to compare yet
+    ([0.30, 0.296], True),  # one doubling gained less than the tolerance
+    ([0.30, 0.29], False),
+    ([0.30, 0.29, 0.287], True),
+    ([0.30, 0.29, 0.31], True),  # worse counts do not improve either
+])
+def test_plateau_rule_default_is_one_step(errors, stops):
+    assert RF_PLATEAU_STEPS == 1 and RF_OOB_TOLERANCE == 0.005
     assert _plateaued(errors) is stops
 
 
 def test_plateau_rule_judges_improvement_against_the_best_so_far():
-    assert _plateaued([0.30, 0.20, 0.24, 0.199])  # 0.24 and 0.199 both fail to beat 0.20 by the tolerance
-    assert not _plateaued([0.30, 0.20, 0.24, 0.19])
+    assert _plateaued([0.30, 0.20, 0.24, 0.199], steps=2)  # 0.24 and 0.199 both fail to beat 0.20 by the tolerance
+    assert not _plateaued([0.30, 0.20, 0.24, 0.19], steps=2)
     assert not _plateaued([0.30, 0.30, 0.30], steps=3)
     assert _plateaued([0.30, 0.30, 0.30, 0.30], steps=3)
 

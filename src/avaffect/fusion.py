@@ -66,9 +66,11 @@ RF_TREE_GRID = (25, 50, 100, 200, 400)
 """Forest sizes whose out-of-bag error is measured; the forest keeps the smallest good one."""
 RF_OOB_TOLERANCE = 0.005
 """A tree count is good when its OOB error (1 - accuracy, or 1 - mean R^2 for VA) is within this of the best."""
-RF_PLATEAU_STEPS = 2
+RF_PLATEAU_STEPS = 1
 """The tree grid stops growing after this many consecutive steps that each lower the best OOB error so far by
-no more than RF_OOB_TOLERANCE (see _fit_forest)."""
+no more than RF_OOB_TOLERANCE (see _fit_forest). One: the OOB error falls ever more slowly as the forest
+doubles, so once a doubling gains less than the tolerance the next gains less still, and growing it (and
+predicting with twice the trees) costs more than all the steps before."""
 RF_MIN_SAMPLES_LEAF = 5
 """Leaves of at least this many frames: bounds the forest's size, which grows with the frames per leaf."""
 RF_MAX_FEATURES = "sqrt"
