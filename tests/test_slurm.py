@@ -9,7 +9,6 @@ ceil(14 / 5) SLURM jobs), training, prediction, window selection, smoothing, fus
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -47,7 +46,7 @@ def slurm_conf() -> Path:
     if started.returncode == NOT_ROOT:
         pytest.skip(f"SLURM is down and starting it needs root: {started.stderr.strip()}")
     assert started.returncode == 0, f"start_slurm.sh failed:\n{started.stderr[-4000:]}"
-    return Path(started.stdout.strip().removeprefix("export SLURM_CONF="))
+    return Path(started.stdout.strip())
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +67,9 @@ def slurm_run(slurm_conf, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
         "--slurm-keep-successful-logs",
         "results/submission_va.txt", "results/submission_expr.txt",
     ]
-    env = os.environ | {"SLURM_CONF": str(slurm_conf)}
-    planned = subprocess.run([*command, "-n"], cwd=workdir, capture_output=True, text=True, env=env)
+    planned = subprocess.run([*command, "-n"], cwd=workdir, capture_output=True, text=True)
     assert planned.returncode == 0, planned.stdout[-4000:] + planned.stderr[-4000:]
-    ran = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env)
+    ran = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     assert ran.returncode == 0, f"snakemake failed:\n{ran.stdout[-6000:]}\n{ran.stderr[-6000:]}"
     return workdir, planned, ran
 

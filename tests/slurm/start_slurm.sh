@@ -2,13 +2,17 @@
 # A real single-node SLURM cluster on this machine, for the SLURM workflow test and for trying
 # profiles/slurm on a workstation. Run as root (it installs Debian packages and starts daemons):
 #
-#     eval "$(sudo tests/slurm/start_slurm.sh)"     # then: sinfo, snakemake --profile profiles/slurm
+#     sudo tests/slurm/start_slurm.sh          # then: sinfo; snakemake --profile profiles/slurm
 #
 # It installs slurmctld, slurmd, slurm-client and munge when they are missing, writes a minimal slurm.conf
-# into a state folder ($AVAFFECT_SLURM_STATE, default /tmp/avaffect-slurm) rather than /etc/slurm, starts
-# munged, slurmctld and slurmd, and waits until the node is idle. Running it again while the cluster is up
-# only waits for the node. Its one line of stdout is `export SLURM_CONF=...`: every SLURM client (sinfo,
-# sbatch, the snakemake plugin) must see that variable; progress goes to stderr.
+# into a state folder ($AVAFFECT_SLURM_STATE, default /tmp/avaffect-slurm, with the daemons' logs and
+# state), links it as /etc/slurm/slurm.conf, starts munged, slurmctld and slurmd, and waits until the node
+# is idle. Running it again while the cluster is up only waits for the node. Its one line of stdout is the
+# config's path; progress goes to stderr.
+#
+# The config must be found at the default path, not through $SLURM_CONF: the plugin's job step executor
+# removes SLURM_* variables before it calls srun inside a job. A different /etc/slurm/slurm.conf (a real
+# cluster's) is never replaced: the script stops with an error instead.
 #
 # The config has no cgroups (proctrack/linuxproc, task/none: containers and CI runners rarely delegate
 # cgroups) and no accounting: sacct has nothing to read, so the snakemake plugin must be told to poll
@@ -19,17 +23,17 @@ STATE=${AVAFFECT_SLURM_STATE:-/tmp/avaffect-slurm}
 WAIT_S=${AVAFFECT_SLURM_WAIT_S:-120}
 NODE=$(hostname -s)
 CONF=$STATE/slurm.conf
-export SLURM_CONF=$CONF
+SYSTEM_CONF=/etc/slurm/slurm.conf
 
 say() { echo "start_slurm: $*" >&2; }
 
 node_idle() {
-  [[ -f $CONF ]] && [[ $(sinfo --noheader --nodes "$NODE" --format %T 2>/dev/null) =~ ^idle|^mixed|^allocated ]]
+  [[ $(readlink -f "$SYSTEM_CONF") == "$(readlink -f "$CONF")" ]] && [[ $(sinfo --noheader --nodes "$NODE" --format %T 2>/dev/null) =~ ^idle|^mixed|^allocated ]]
 }
 
 if node_idle; then
   say "node $NODE already up (config $CONF)"
-  echo "export SLURM_CONF=$CONF"
+  echo "$CONF"
   exit 0
 fi
 
@@ -46,7 +50,11 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
   apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >&2
 fi
 
-mkdir -p "$STATE/ctld" "$STATE/spool" /run/munge
+if [[ -e $SYSTEM_CONF || -L $SYSTEM_CONF ]] && [[ $(readlink -f "$SYSTEM_CONF") != "$(readlink -f "$CONF")" ]]; then
+  say "$SYSTEM_CONF exists and is not this script's: not replacing a cluster's config"
+  exit 1
+fi
+mkdir -p "$STATE/ctld" "$STATE/spool" /run/munge "$(dirname "$SYSTEM_CONF")"
 chown munge:munge /run/munge
 
 if [[ ! -s /etc/munge/munge.key ]]; then
@@ -90,6 +98,8 @@ NodeName=$NODE CPUs=$CPUS RealMemory=$MEMORY_MB State=UNKNOWN
 PartitionName=main Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 
+ln -sfn "$CONF" "$SYSTEM_CONF"
+
 # A daemon left from an earlier run reads an older config: restart both.
 for daemon in slurmctld slurmd; do
   if [[ -f $STATE/$daemon.pid ]] && kill -0 "$(cat "$STATE/$daemon.pid")" 2>/dev/null; then
@@ -98,13 +108,13 @@ for daemon in slurmctld slurmd; do
   fi
 done
 say "starting slurmctld and slurmd (logs in $STATE)"
-slurmctld -f "$CONF"
-slurmd -f "$CONF"
+slurmctld
+slurmd
 
 for ((waited = 0; waited < WAIT_S; waited++)); do
   if node_idle; then
     say "node $NODE idle after ${waited} s"
-    echo "export SLURM_CONF=$CONF"
+    echo "$CONF"
     exit 0
   fi
   sleep 1
