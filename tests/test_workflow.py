@@ -1,7 +1,6 @@
 """End to end: snakemake on the demo corpus, from nothing to both submission files, reruns, bad input."""
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from conftest import REPO
 from avaffect.corpus import annotation_path, read_annotation
 from avaffect.metrics import macro_f1, p_va
 from avaffect.submission import read_submission
-from avaffect.workdir import copy_workflow
+from avaffect.workdir import copy_workflow, planned_jobs
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -31,11 +30,6 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    table = dry_run_output.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
 @pytest.fixture(scope="module")

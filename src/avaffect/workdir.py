@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -20,3 +21,11 @@ def copy_workflow(repo: Path, destination: Path) -> Path:
         else:
             shutil.copy(source, target)
     return destination
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Jobs per rule from the `Job stats` table that `snakemake -n` prints (without the `total` row)."""
+    if "Job stats:" not in dry_run_output:
+        return {}
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}

@@ -1,0 +1,145 @@
+"""Time snakemake's DAG build and no-op rerun for an Aff-Wild2-size corpus (dry-run only).
+
+    .venv/bin/python benchmarks/dag_scale.py [--profile PATH] [--repeats 3] [--keep DIR] [--out PATH]
+
+In a temporary copy of the workflow, the scale profile (594 samples from `../shared/data/
+affwild2_scale_profile.csv`) becomes a placeholder corpus (avaffect.scale: real layout and sample names,
+empty media), run with config/affwild2.yaml (the paper's window sweep and detectors) and an overlay that
+points corpus.root at it. Timed, each --repeats times (median and min reported):
+
+- `snakemake -n`: parse, config validation, corpus scan and the full DAG (every job to run);
+- `snakemake -n --profile profiles/slurm`: the same with the SLURM profile's per-video groups, and the
+  number of SLURM jobs it would submit;
+- the no-op rerun: every output the dry run lists is created empty and `snakemake --touch` dates them in
+  DAG order; then `snakemake --cores 2` checks every output against its inputs and finds nothing to do.
+
+The target is < 10 s for the DAG build. Times are wall-clock and CPU (user + system) seconds and include
+Python start-up; on a shared machine the CPU seconds are the steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from avaffect.scale import read_scale_profile, write_placeholder_corpus
+from avaffect.workdir import copy_workflow, planned_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = REPO.parent / "shared" / "data" / "affwild2_scale_profile.csv"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+CONFIGS = ["config/config.yaml", "config/affwild2.yaml", "scale.yaml"]
+TARGET_DAG_S = 10.0
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(workdir: Path, *args: str) -> tuple[tuple[float, float], str]:
+    """Wall and CPU seconds and stdout+stderr of one snakemake call; a failure is an error with its output.
+
+    CPU time (user + system of snakemake and what it starts) is what a busy shared machine disturbs least.
+    """
+    start, cpu_start = time.perf_counter(), children_cpu_s()
+    result = subprocess.run([*SNAKEMAKE, "--configfile", *CONFIGS, *args], cwd=workdir, capture_output=True,
+                            text=True)
+    seconds = (time.perf_counter() - start, children_cpu_s() - cpu_start)
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return seconds, result.stdout + result.stderr
+
+
+def job_counts(output: str) -> dict[str, int]:
+    jobs = planned_jobs(output)
+    if not jobs:
+        raise RuntimeError(f"no job stats in snakemake output:\n{output[-2000:]}")
+    return jobs
+
+
+def slurm_submissions(output: str, grouped_rules: set[str]) -> int:
+    """SLURM jobs a dry run with the SLURM profile would submit: one per group job, one per other job with
+    an action (the target rule `all` has none and is not submitted)."""
+    jobs = job_counts(output)
+    groups = len(re.findall(r"Group job \S+ \(jobs in", output, re.MULTILINE))
+    return groups + sum(n for rule, n in jobs.items() if rule not in grouped_rules and rule != "all")
+
+
+def timed(workdir: Path, repeats: int, *args: str) -> tuple[list[tuple[float, float]], str]:
+    runs = [run(workdir, *args) for _ in range(repeats)]
+    seconds = [s for s, _ in runs]
+    print(f"snakemake {' '.join(args)}: " + ", ".join(f"{wall:.2f} s wall / {cpu:.2f} s CPU" for wall, cpu in seconds),
+          file=sys.stderr)
+    return seconds, runs[-1][1]
+
+
+def create_outputs(workdir: Path, dry_run_output: str) -> int:
+    """Create, empty, every output file that the dry run lists; how many."""
+    paths = {path.strip() for line in re.findall(r"^\s+output: (.+)$", dry_run_output, re.MULTILINE)
+             for path in line.split(",")}
+    for path in paths:
+        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / path).touch()
+    return len(paths)
+
+
+def summary(seconds: list[tuple[float, float]]) -> dict[str, object]:
+    walls, cpus = [wall for wall, _ in seconds], [cpu for _, cpu in seconds]
+    return {"wall_median_s": round(statistics.median(walls), 2), "wall_min_s": round(min(walls), 2),
+            "cpu_median_s": round(statistics.median(cpus), 2), "runs_wall_s": [round(s, 2) for s in walls],
+            "runs_cpu_s": [round(s, 2) for s in cpus]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", type=Path, default=DEFAULT_PROFILE, help="the scale profile CSV")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="build the workdir here and keep it (default: a temp folder)")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    rows = read_scale_profile(args.profile)
+    slurm_profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    with tempfile.TemporaryDirectory(prefix="avaffect-dag-scale-") as scratch:
+        workdir = copy_workflow(REPO, args.keep or Path(scratch))
+        shutil.copytree(REPO / "profiles" / "slurm", workdir / "profiles" / "slurm")
+        videos = write_placeholder_corpus(rows, workdir / "corpus")
+        overlay = {"corpus": {"root": "corpus", "demo": False, "demo_test_labels": "unused"}}
+        (workdir / "scale.yaml").write_text(yaml.safe_dump(overlay))
+
+        dag_s, dag_out = timed(workdir, args.repeats, "-n")
+        grouped_s, grouped_out = timed(workdir, args.repeats, "-n", "--profile", "profiles/slurm")
+        outputs = create_outputs(workdir, dag_out)
+        touch_s, _ = run(workdir, "--touch", "--cores", "2")
+        noop_s, noop_out = timed(workdir, args.repeats, "--cores", "2")
+        if "Nothing to be done" not in noop_out:
+            raise RuntimeError(f"the rerun after --touch was not a no-op:\n{noop_out[-3000:]}")
+
+    results = {
+        "samples": len(rows), "videos": len(videos), "jobs": sum(job_counts(dag_out).values()),
+        "slurm_jobs_with_groups": slurm_submissions(grouped_out, set(slurm_profile["groups"])),
+        "dag_build": summary(dag_s), "dag_build_slurm_profile": summary(grouped_s),
+        "outputs": outputs, "touch_all": summary([touch_s]), "noop_rerun": summary(noop_s),
+        "target_dag_s": TARGET_DAG_S,
+        "dag_within_target": statistics.median(wall for wall, _ in dag_s) < TARGET_DAG_S,
+    }
+    print(json.dumps(results, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
