@@ -38,6 +38,19 @@ def test_tracker_restarts_after_long_absence():
     assert track_person(frames, 0.3, max_gap=2)[3].x1 == 10
 
 
+def test_two_person_tracks_follow_their_side():
+    left, right = box(40, 100), box(300, 100)
+    frames = [[right, left], [box(302, 101), box(42, 99)], [box(304, 100)], [box(44, 100), box(306, 100)]]
+    left_track = track_person(frames, min_iou=0.3, max_gap=2, side="left", frame_width=400)
+    right_track = track_person(frames, min_iou=0.3, max_gap=2, side="right", frame_width=400)
+    assert [f.x1 if f else None for f in left_track] == [40, 42, None, 44]
+    assert [f.x1 for f in right_track] == [300, 302, 304, 306]
+    # The right person alone in view does not start the left track.
+    assert track_person([[right], [left]], 0.3, 2, side="left", frame_width=400)[0] is None
+    with pytest.raises(ValueError, match="middle"):
+        track_person([[left]], 0.3, 2, side="middle", frame_width=400)
+
+
 def test_crop_is_clipped_and_has_margin():
     assert crop_box(box(10, 20), 100, 100, 15) == (0, 5, 75, 85)
     assert iou(box(0, 0), box(0, 0)) == 1.0 and iou(box(0, 0), box(100, 100)) == 0.0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -112,12 +112,33 @@ def iou(a: FaceBox, b: FaceBox) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def track_person(detections: Sequence[Sequence[FaceBox]], min_iou: float, max_gap: int) -> list[FaceBox | None]:
+SIDES = ("left", "right")
+"""Which person of a two-person video a track follows (Aff-Wild2's `<video>_left` / `<video>_right`)."""
+
+
+def starting_face(faces: Sequence[FaceBox], side: str | None, frame_width: float) -> FaceBox | None:
+    """The face a new track starts on: the largest confident one, or for a two-person video the face on
+    `side`; a lone face counts for a side only when its centre lies in that half of the frame, so the
+    other person alone in view does not start the track."""
+    if not faces:
+        return None
+    if side is None:
+        return max(faces, key=lambda face: face.score * (face.x2 - face.x1) * (face.y2 - face.y1))
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES} or None, got '{side}'")
+    chosen = min(faces, key=lambda face: face.center[0] if side == "left" else -face.center[0])
+    if len(faces) == 1 and (chosen.center[0] < frame_width / 2) != (side == "left"):
+        return None
+    return chosen
+
+
+def track_person(detections: Sequence[Sequence[FaceBox]], min_iou: float, max_gap: int,
+                 side: str | None = None, frame_width: float = 0.0) -> list[FaceBox | None]:
     """One face per frame that stays on the same person, or None where that person is not seen.
 
-    The track starts on the largest confident face and continues with the face overlapping the last
-    accepted box; only after `max_gap` frames without it may another face start a new track, so a
-    cut-away to someone else is marked as absent rather than swapped in.
+    The track starts on `starting_face` and continues with the face overlapping the last accepted box;
+    only after `max_gap` frames without it may another face start a new track, so a cut-away to someone
+    else is marked as absent rather than swapped in.
     """
     track: list[FaceBox | None] = []
     last: FaceBox | None = None
@@ -127,8 +148,8 @@ def track_person(detections: Sequence[Sequence[FaceBox]], min_iou: float, max_ga
         if last is not None and faces:
             best = max(faces, key=lambda face: iou(face, last))
             chosen = best if iou(best, last) >= min_iou else None
-        if chosen is None and faces and (last is None or missed >= max_gap):
-            chosen = max(faces, key=lambda face: face.score * (face.x2 - face.x1) * (face.y2 - face.y1))
+        if chosen is None and (last is None or missed >= max_gap):
+            chosen = starting_face(faces, side, frame_width)
         track.append(chosen)
         if chosen is None:
             missed += 1
@@ -148,6 +169,18 @@ def crop_box(box: FaceBox, width: int, height: int, margin_px: float, margin_fra
     x2 = int(np.ceil(min(float(width), box.x2 + pad_x)))
     y2 = int(np.ceil(min(float(height), box.y2 + pad_y)))
     return x1, y1, x2, y2
+
+
+Measured = TypeVar("Measured")
+
+
+def on_tracked_faces(frames: Iterable[tuple[int, np.ndarray]], boxes: dict[int, FaceBox],
+                     measure: Callable[[np.ndarray, FaceBox], Measured]) -> Iterator[tuple[int, Measured]]:
+    """(frame number, measure(image, box)) for every decoded frame that has a tracked face."""
+    for number, image in frames:
+        box = boxes.get(number)
+        if box is not None:
+            yield number, measure(image, box)
 
 
 def build_detector(spec: str, settings: dict[str, dict], device: str, weights: dict[str, Path] | None = None
