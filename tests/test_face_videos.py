@@ -65,3 +65,29 @@ def test_detectors_agree_on_photos(detector, mediapipe, shared, name):
 def test_a_face_in_nearly_every_frame_of_talking_heads(detector, shared, clip):
     _, _, track = tracked(detector, shared / "media" / "videos" / clip)
     assert sum(box is not None for box in track) >= 0.99 * len(track)
+
+
+MAX_APPEARANCE_DISTANCE, APPEARANCE_MEMORY = 0.45, 0.9
+HAMILTON_MAIN_SPEAKER = [(1, 20), (83, 211)]
+HAMILTON_CUTAWAYS = [(21, 82), (212, 275)]
+"""Ground truth made by looking at the frames (a contact sheet of every 10th frame with the detections, and
+the detections' positions and sizes frame by frame): frames 1-20 are a wide shot of the performer on stage
+(face about 55 px), 21-82 a close-up of the pianist in profile and the audience, 83-211 a medium shot of
+the performer, 212-275 the audience (five to six faces, one of them where the performer's face was)."""
+
+
+def test_hamilton_tracks_the_main_speaker_and_marks_cutaways(detector, shared):
+    video = shared / "media" / "videos" / "short_hamilton_clip.mp4"
+    info = probe_video(video)
+    _, found = detect_all(iter_frames(video), detector, BATCH)
+    track = track_person(found, MIN_IOU, round(MAX_GAP_S * info.fps), frame_width=info.width,
+                         max_appearance_distance=MAX_APPEARANCE_DISTANCE, appearance_memory=APPEARANCE_MEMORY)
+    seen = np.array([box is not None for box in track])
+    assert len(seen) == info.n_frames == 275
+    for first, last in HAMILTON_MAIN_SPEAKER:
+        assert seen[first - 1:last].mean() >= 0.95, (first, last)
+    for first, last in HAMILTON_CUTAWAYS:
+        assert seen[first - 1:last].mean() <= 0.05, (first, last)
+    # Without the appearance check the tracker continues into the audience shot: the test can fail.
+    plain = track_person(found, MIN_IOU, round(MAX_GAP_S * info.fps), frame_width=info.width)
+    assert np.mean([box is not None for box in plain[211:]]) > 0.5

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import skimage.data
@@ -7,9 +9,11 @@ from avaffect.faces import (
     FaceBox,
     FallbackDetector,
     MediaPipeDetector,
+    appearance_distance,
     boxes_from_table,
     build_detector,
     crop_box,
+    face_appearance,
     faces_table,
     iou,
     track_person,
@@ -49,6 +53,20 @@ def test_two_person_tracks_follow_their_side():
     assert track_person([[right], [left]], 0.3, 2, side="left", frame_width=400)[0] is None
     with pytest.raises(ValueError, match="middle"):
         track_person([[left]], 0.3, 2, side="middle", frame_width=400)
+
+
+def test_tracker_does_not_continue_through_a_cut_to_someone_else():
+    red, blue = np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    person, other = face_appearance(red, box(0, 0, 20)), face_appearance(blue, box(0, 0, 20))
+    assert appearance_distance(person, person) == pytest.approx(0, abs=1e-6)
+    assert appearance_distance(person, other) > 0.9
+    frames = [[replace(box(100, 100), appearance=person)], [replace(box(101, 100), appearance=other)],
+              [replace(box(10, 10), appearance=other)], [replace(box(12, 10), appearance=person)]]
+    track = track_person(frames, 0.3, max_gap=1, max_appearance_distance=0.5)
+    assert [f.x1 if f else None for f in track] == [100, None, None, 12]
+    # Without the appearance check the cut at frame 2 is continued as if it were the same person.
+    assert track_person(frames, 0.3, max_gap=1, max_appearance_distance=1.0)[1].x1 == 101
 
 
 def test_crop_is_clipped_and_has_margin():

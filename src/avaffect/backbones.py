@@ -176,8 +176,9 @@ def embedding_rows(frames: np.ndarray, found: dict[int, tuple[np.ndarray, np.nda
     return matrix, outputs, present
 
 
-def fine_tune(model: StaticFER, train_crops: np.ndarray, train_labels: np.ndarray, validation_crops: np.ndarray,
-              validation_labels: np.ndarray, settings: StaticTrainSettings, device: str, log) -> dict:
+def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, train_labels: np.ndarray,
+              validation_crops: np.ndarray, validation_labels: np.ndarray, settings: StaticTrainSettings, device: str,
+              log) -> dict:
     """Fine-tune the whole model on labelled crops; returns the checkpoint of the epoch that scores best on
     validation (macro F1 for EXPR, mean CCC for VA)."""
     task = model.config.task
@@ -187,7 +188,6 @@ def fine_tune(model: StaticFER, train_crops: np.ndarray, train_labels: np.ndarra
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     model.to(device)
-    prep = Preprocessing.of(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     weights = (torch.as_tensor(class_weights_of(train_labels, len(EXPR_CLASSES)), dtype=torch.float32,
                                device=device) if task == "expr" else None)

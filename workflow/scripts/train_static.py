@@ -54,7 +54,7 @@ for split, samples in p.samples.items():
     log.info("%s: %d labelled face crops from %d samples", split, len(data[split][0]), len(samples))
 device = resolve_device(p.device)
 settings = StaticTrainSettings(s["epochs"], s["batch_size"], s["learning_rate"], s["weight_decay"], s["seed"])
-checkpoint = fine_tune(model, *data["train"], *data["validation"], settings, device, log.info)
+checkpoint = fine_tune(model, prep, *data["train"], *data["validation"], settings, device, log.info)
 torch.save(checkpoint, snakemake.output.checkpoint)
 write_json({"task": s["task"], "backbone": s["backbone"], "best_epoch": checkpoint["epoch"],
             "validation": checkpoint["scores"], "imagenet_init": imagenet is not None, "device": device,
