@@ -115,9 +115,10 @@ def test_fine_tune_checkpoint_round_trip_and_embedding_table(tmp_path, task):
               else np.array([[n % 2 - 0.5, 0.2] for n in range(1, 13)]))
     crops, crop_labels = labelled_crops(frames, boxes, labels, 15, prep.size)
     assert crops.shape == (11, prep.size, prep.size, 3) and len(crop_labels) == 11
-    settings = StaticTrainSettings(epochs=2, batch_size=4, learning_rate=1e-3, weight_decay=0.0, seed=0)
+    settings = StaticTrainSettings(epochs=1, batch_size=4, learning_rate=1e-3, weight_decay=0.0, seed=0)
     checkpoint = fine_tune(model, prep, crops, crop_labels, crops, crop_labels, settings, "cpu", lambda _: None)
-    assert checkpoint["epoch"] in (1, 2) and len(checkpoint["history"]) == 2
+    assert checkpoint["epoch"] == 1 and len(checkpoint["history"]) == 1
+    assert set(checkpoint["scores"]) >= ({"macro_f1"} if task == "expr" else {"p_va"})
     torch.save(checkpoint, tmp_path / "checkpoint.pt")
     loaded, loaded_prep = load_static(torch.load(tmp_path / "checkpoint.pt", weights_only=True), "cpu")
     assert loaded_prep == prep

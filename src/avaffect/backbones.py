@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from avaffect.corpus import EXPR_CLASSES, VA_DIMENSIONS
-from avaffect.faces import FaceBox, crop_box, on_tracked_faces
+from avaffect.faces import FaceBox, crop_box, numbered_batches, on_tracked_faces
 from avaffect.metrics import expr_scores, va_scores
 from avaffect.models import output_activation
 from avaffect.training import class_weights_of, masked_loss, valid_labels
@@ -146,22 +146,9 @@ def embed_frames(model: StaticFER, numbered_crops: Iterable[tuple[int, np.ndarra
     """(embedding, head outputs) by frame number, embedding `batch_size` crops at a time as they arrive, so
     a long video never holds more than one batch of crops."""
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    numbers: list[int] = []
-    crops: list[np.ndarray] = []
-
-    def flush() -> None:
+    for numbers, crops in numbered_batches(numbered_crops, batch_size):
         for embedding, outputs in embed_batches(model, [np.stack(crops)], prep, device):
             out.update(zip(numbers, zip(embedding, outputs, strict=True), strict=True))
-        numbers.clear()
-        crops.clear()
-
-    for number, crop in numbered_crops:
-        numbers.append(number)
-        crops.append(crop)
-        if len(crops) == batch_size:
-            flush()
-    if crops:
-        flush()
     return out
 
 
@@ -208,7 +195,7 @@ def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, tr
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(index)
+            total += float(loss.detach()) * len(index)
         _, outputs = evaluate(model, validation_crops, prep, settings.batch_size, device)
         valid = valid_labels(task, validation_labels)
         scores = static_scores(task, validation_labels[valid], outputs[valid])

@@ -228,6 +228,7 @@ def crop_box(box: FaceBox, width: int, height: int, margin_px: float, margin_fra
 
 
 Measured = TypeVar("Measured")
+Item = TypeVar("Item")
 
 
 def on_tracked_faces(frames: Iterable[tuple[int, np.ndarray]], boxes: dict[int, FaceBox],
@@ -262,26 +263,31 @@ def build_detector(spec: str, settings: dict[str, dict], device: str, weights: d
     return detectors[0] if len(detectors) == 1 else FallbackDetector(detectors)
 
 
+def numbered_batches(items: Iterable[tuple[int, Item]], batch_size: int) -> Iterator[tuple[list[int], list[Item]]]:
+    """(frame numbers, items) of `batch_size` consecutive (frame number, item) pairs at a time; the last
+    batch may be shorter."""
+    numbers: list[int] = []
+    batch: list[Item] = []
+    for number, item in items:
+        numbers.append(number)
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield numbers, batch
+            numbers, batch = [], []
+    if batch:
+        yield numbers, batch
+
+
 def detect_all(frames: Iterable[tuple[int, np.ndarray]], detector: FaceDetector, batch_size: int
                ) -> tuple[list[int], list[list[FaceBox]]]:
     """Frame numbers and the faces found in each, with their appearance, detecting `batch_size` frames per
     call."""
     numbers: list[int] = []
     found: list[list[FaceBox]] = []
-    batch: list[np.ndarray] = []
-
-    def flush() -> None:
+    for batch_numbers, images in numbered_batches(frames, batch_size):
+        numbers.extend(batch_numbers)
         found.extend(with_appearance(image, faces)
-                     for image, faces in zip(batch, detector.detect_batch(batch), strict=True))
-        batch.clear()
-
-    for number, image in frames:
-        numbers.append(number)
-        batch.append(image)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+                     for image, faces in zip(images, detector.detect_batch(images), strict=True))
     return numbers, found
 
 
