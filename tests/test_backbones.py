@@ -3,13 +3,13 @@ tests is built with random initial weights (static.imagenet_init: false); what i
 architecture, preprocessing, fine-tuning, checkpoints and the embedding tables, not accuracy."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
 from avaffect.backbones import (
@@ -33,8 +33,6 @@ from avaffect.faces import FaceBox
 from avaffect.resources import load_manifest
 from avaffect.tables import write_embeddings
 from avaffect.windows import sample_frames
-
-REPO = Path(__file__).resolve().parents[1]
 
 EMBEDDING_DIM = 256
 NO_POINTS = np.full((5, 2), np.nan, np.float32)
