@@ -146,3 +146,19 @@ if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:
     raise WorkflowError(
         f"config fusion.submit: '{config['fusion']['submit']}' is not among fusion.methods {FUSION_METHODS}"
     )
+
+
+STATIC_TASK = config["static"]["task"]
+STATIC_SPLITS = ["train", "validation"]
+
+
+def static_videos():
+    """Videos whose labelled frames fine-tune the static backbone, train split first."""
+    return sorted({v for split in STATIC_SPLITS for v in split_videos(STATIC_TASK, split)})
+
+
+def static_init_weights(wildcards):
+    """The backbone's ImageNet weights as a named input, when the config starts from them."""
+    if not config["static"]["imagenet_init"]:
+        return {}
+    return {"imagenet": resource_path(f"timm_{config['static']['backbone']}")}

@@ -40,3 +40,54 @@ rule audio_embeddings:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/audio_embeddings.py"
+
+
+rule face_embeddings_static:
+    input:
+        video=video_file,
+        faces="results/faces/{video}.parquet",
+        probe="results/probe/{video}.json",
+        checkpoint="results/static/checkpoint.pt",
+    output:
+        "results/embeddings/face/static/{video}.parquet",
+    log:
+        "results/logs/face_embeddings/static/{video}.log",
+    benchmark:
+        "results/benchmarks/face_embeddings/static/{video}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        crop_margin_px=config["faces"]["crop_margin_px"],
+        batch_size=config["static"]["batch_size"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/face_embeddings_static.py"
+
+
+rule face_embeddings_blendshapes:
+    input:
+        video=video_file,
+        faces="results/faces/{video}.parquet",
+        probe="results/probe/{video}.json",
+        task_file=resource_path("mediapipe_face_landmarker"),
+    output:
+        "results/embeddings/face/blendshapes/{video}.parquet",
+    log:
+        "results/logs/face_embeddings/blendshapes/{video}.log",
+    benchmark:
+        "results/benchmarks/face_embeddings/blendshapes/{video}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        blendshapes=section("blendshapes"),
+        resource=RESOURCES["mediapipe_face_landmarker"].to_dict(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/face_embeddings_blendshapes.py"

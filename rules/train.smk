@@ -25,3 +25,35 @@ rule train:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/train.py"
+
+
+rule train_static:
+    input:
+        unpack(static_init_weights),
+        videos=lambda w: [str(MANIFEST.videos[v]) for v in static_videos()],
+        faces=lambda w: [f"results/faces/{v}.parquet" for v in static_videos()],
+        probes=lambda w: [f"results/probe/{v}.json" for v in static_videos()],
+        annotations=lambda w: [a for split in STATIC_SPLITS for a in annotations(STATIC_TASK, split)],
+    output:
+        checkpoint="results/static/checkpoint.pt",
+        metrics="results/static/metrics.json",
+        history="results/static/history.tsv",
+    log:
+        "results/logs/train_static.log",
+    benchmark:
+        "results/benchmarks/train_static.tsv"
+    params:
+        videos=static_videos(),
+        samples=samples_by_split(STATIC_TASK, STATIC_SPLITS),
+        corpus=str(CORPUS),
+        static=section("static"),
+        init_weights=RESOURCES[f"timm_{config['static']['backbone']}"].to_dict(),
+        crop_margin_px=config["faces"]["crop_margin_px"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/train_static.py"

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import skimage.data
@@ -7,9 +9,11 @@ from avaffect.faces import (
     FaceBox,
     FallbackDetector,
     MediaPipeDetector,
+    appearance_distance,
     boxes_from_table,
     build_detector,
     crop_box,
+    face_appearance,
     faces_table,
     iou,
     track_person,
@@ -36,6 +40,33 @@ def test_tracker_keeps_the_person_and_marks_cutaways():
 def test_tracker_restarts_after_long_absence():
     frames = [[box(100, 100)], [], [], [box(10, 10)]]
     assert track_person(frames, 0.3, max_gap=2)[3].x1 == 10
+
+
+def test_two_person_tracks_follow_their_side():
+    left, right = box(40, 100), box(300, 100)
+    frames = [[right, left], [box(302, 101), box(42, 99)], [box(304, 100)], [box(44, 100), box(306, 100)]]
+    left_track = track_person(frames, min_iou=0.3, max_gap=2, side="left", frame_width=400)
+    right_track = track_person(frames, min_iou=0.3, max_gap=2, side="right", frame_width=400)
+    assert [f.x1 if f else None for f in left_track] == [40, 42, None, 44]
+    assert [f.x1 for f in right_track] == [300, 302, 304, 306]
+    # The right person alone in view does not start the left track.
+    assert track_person([[right], [left]], 0.3, 2, side="left", frame_width=400)[0] is None
+    with pytest.raises(ValueError, match="middle"):
+        track_person([[left]], 0.3, 2, side="middle", frame_width=400)
+
+
+def test_tracker_does_not_continue_through_a_cut_to_someone_else():
+    red, blue = np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    person, other = face_appearance(red, box(0, 0, 20)), face_appearance(blue, box(0, 0, 20))
+    assert appearance_distance(person, person) == pytest.approx(0, abs=1e-6)
+    assert appearance_distance(person, other) > 0.9
+    frames = [[replace(box(100, 100), appearance=person)], [replace(box(101, 100), appearance=other)],
+              [replace(box(10, 10), appearance=other)], [replace(box(12, 10), appearance=person)]]
+    track = track_person(frames, 0.3, max_gap=1, max_appearance_distance=0.5)
+    assert [f.x1 if f else None for f in track] == [100, None, None, 12]
+    # Without the appearance check the cut at frame 2 is continued as if it were the same person.
+    assert track_person(frames, 0.3, max_gap=1, max_appearance_distance=1.0)[1].x1 == 101
 
 
 def test_crop_is_clipped_and_has_margin():

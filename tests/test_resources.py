@@ -10,6 +10,7 @@ from conftest import REPO
 
 from avaffect.resources import (
     MIRROR_VARIABLE,
+    UNPINNED,
     Resource,
     ResourceError,
     fetch,
@@ -139,3 +140,22 @@ def test_fetch_resource_rule_takes_the_mirror_from_the_environment(tmp_path, sha
         assert "face_landmarker.task" in text and "mediapipe_face_landmarker" in text
         assert "storage.googleapis.com" in text
     assert not (workdir / "resources" / "mediapipe" / "face_landmarker.task").exists()
+
+
+def test_unpinned_entries_load_and_are_checked_for_presence_only(tmp_path):
+    path = tmp_path / "manifest.yaml"
+    entry = {"file": "timm/b1.safetensors", "url": "https://example.org/b1", "sha256": UNPINNED,
+             "license": "Apache-2.0", "description": "d"}
+    path.write_text(yaml.safe_dump({"backbone": entry}))
+    resource = load_manifest(path)["backbone"]
+    assert not resource.pinned
+    with pytest.raises(ResourceError, match="missing"):
+        verify(resource, tmp_path / "absent.safetensors")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(ResourceError, match="empty file.*backbone"):
+        verify(resource, empty)
+    present = tmp_path / "present.safetensors"
+    present.write_bytes(b"weights")
+    assert verify(resource, present) == present
+    assert all(r.pinned for r in load_manifest(MANIFEST).values() if not r.key.startswith("timm_"))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ class FaceBox:
     score: float
     landmarks: np.ndarray  # (5, 2) float32 in LANDMARK_NAMES order; NaN where a detector has none
     detector: str = ""
+    appearance: np.ndarray | None = None  # `face_appearance` of the face, for tracking across shot cuts
 
     @property
     def center(self) -> tuple[float, float]:
@@ -112,28 +113,104 @@ def iou(a: FaceBox, b: FaceBox) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def track_person(detections: Sequence[Sequence[FaceBox]], min_iou: float, max_gap: int) -> list[FaceBox | None]:
+APPEARANCE_BINS = (8, 4, 4)
+"""Hue x saturation x value bins of the appearance histograms: coarse enough for a face of 30 px, fine
+enough to tell skin, clothes and lighting of different shots apart."""
+APPEARANCE_INNER = 0.2
+"""Fraction of the face box cut from each side, so background and hair weigh little in the face part."""
+TORSO_BELOW = (0.2, 1.5)
+"""The torso part spans these multiples of the face height below the face, and one face width to each side
+of its centre: clothes tell people apart where faces of the same lighting do not."""
+HSV_RANGES = [0, 180, 0, 256, 0, 256]  # OpenCV's 8-bit HSV ranges
+
+
+def _hsv_histogram(region: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if region.size == 0:
+        return np.zeros(int(np.prod(APPEARANCE_BINS)), np.float32)
+    hsv = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), HSV_RANGES).ravel().astype(np.float32)
+    return hist / max(float(hist.sum()), 1.0)
+
+
+def face_appearance(image: np.ndarray, box: FaceBox) -> np.ndarray:
+    """Appearance of the person of a face box: HSV histograms of the inner face and of the torso below it,
+    each summing to 1/2 (the torso half is empty where the frame ends below the face)."""
+    height, width = image.shape[:2]
+    w, h = box.x2 - box.x1, box.y2 - box.y1
+    fx1, fy1 = int(max(0, box.x1 + APPEARANCE_INNER * w)), int(max(0, box.y1 + APPEARANCE_INNER * h))
+    fx2, fy2 = int(min(width, box.x2 - APPEARANCE_INNER * w)), int(min(height, box.y2 - APPEARANCE_INNER * h))
+    cx = box.center[0]
+    tx1, tx2 = int(max(0, cx - w)), int(min(width, cx + w))
+    ty1, ty2 = int(min(height, box.y2 + TORSO_BELOW[0] * h)), int(min(height, box.y2 + TORSO_BELOW[1] * h))
+    face = _hsv_histogram(image[fy1:max(fy2, fy1 + 1), fx1:max(fx2, fx1 + 1)])
+    torso = _hsv_histogram(image[ty1:ty2, tx1:tx2])
+    return np.concatenate([face, torso]) / 2
+
+
+def appearance_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Bhattacharyya distance in [0, 1] between two appearance histograms; 0 when either is unknown."""
+    if a is None or b is None:
+        return 0.0
+    return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(a * b)))))
+
+
+def with_appearance(image: np.ndarray, faces: Sequence[FaceBox]) -> list[FaceBox]:
+    return [replace(face, appearance=face_appearance(image, face)) for face in faces]
+
+
+SIDES = ("left", "right")
+"""Which person of a two-person video a track follows (Aff-Wild2's `<video>_left` / `<video>_right`)."""
+
+
+def starting_face(faces: Sequence[FaceBox], side: str | None, frame_width: float) -> FaceBox | None:
+    """The face a new track starts on: the largest confident one, or for a two-person video the face on
+    `side`; a lone face counts for a side only when its centre lies in that half of the frame, so the
+    other person alone in view does not start the track."""
+    if not faces:
+        return None
+    if side is None:
+        return max(faces, key=lambda face: face.score * (face.x2 - face.x1) * (face.y2 - face.y1))
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES} or None, got '{side}'")
+    chosen = min(faces, key=lambda face: face.center[0] if side == "left" else -face.center[0])
+    if len(faces) == 1 and (chosen.center[0] < frame_width / 2) != (side == "left"):
+        return None
+    return chosen
+
+
+def track_person(detections: Sequence[Sequence[FaceBox]], min_iou: float, max_gap: int,
+                 side: str | None = None, frame_width: float = 0.0, max_appearance_distance: float = 1.0,
+                 appearance_memory: float = 0.9) -> list[FaceBox | None]:
     """One face per frame that stays on the same person, or None where that person is not seen.
 
-    The track starts on the largest confident face and continues with the face overlapping the last
-    accepted box; only after `max_gap` frames without it may another face start a new track, so a
-    cut-away to someone else is marked as absent rather than swapped in.
+    The track starts on `starting_face` and continues with the face overlapping the last accepted box.
+    Faces that carry an appearance must also look like the track (distance to a running mean of its
+    appearances, which keeps `appearance_memory` of itself per frame): a shot cut to someone else in the
+    same place is not continued, and after `max_gap` frames without the person only a face that looks like
+    them restarts the track, so cut-aways to other people are marked absent rather than swapped in.
     """
     track: list[FaceBox | None] = []
     last: FaceBox | None = None
+    model: np.ndarray | None = None
     missed = 0
     for faces in detections:
+        alike = [face for face in faces if appearance_distance(face.appearance, model) <= max_appearance_distance]
         chosen = None
-        if last is not None and faces:
-            best = max(faces, key=lambda face: iou(face, last))
+        if last is not None and alike:
+            best = max(alike, key=lambda face: iou(face, last))
             chosen = best if iou(best, last) >= min_iou else None
-        if chosen is None and faces and (last is None or missed >= max_gap):
-            chosen = max(faces, key=lambda face: face.score * (face.x2 - face.x1) * (face.y2 - face.y1))
+        if chosen is None and (last is None or missed >= max_gap):
+            chosen = starting_face(alike, side, frame_width)
         track.append(chosen)
         if chosen is None:
             missed += 1
-        else:
-            last, missed = chosen, 0
+            continue
+        last, missed = chosen, 0
+        if chosen.appearance is not None:
+            model = chosen.appearance if model is None else (
+                appearance_memory * model + (1 - appearance_memory) * chosen.appearance)
     return track
 
 
@@ -148,6 +225,19 @@ def crop_box(box: FaceBox, width: int, height: int, margin_px: float, margin_fra
     x2 = int(np.ceil(min(float(width), box.x2 + pad_x)))
     y2 = int(np.ceil(min(float(height), box.y2 + pad_y)))
     return x1, y1, x2, y2
+
+
+Measured = TypeVar("Measured")
+Item = TypeVar("Item")
+
+
+def on_tracked_faces(frames: Iterable[tuple[int, np.ndarray]], boxes: dict[int, FaceBox],
+                     measure: Callable[[np.ndarray, FaceBox], Measured]) -> Iterator[tuple[int, Measured]]:
+    """(frame number, measure(image, box)) for every decoded frame that has a tracked face."""
+    for number, image in frames:
+        box = boxes.get(number)
+        if box is not None:
+            yield number, measure(image, box)
 
 
 def build_detector(spec: str, settings: dict[str, dict], device: str, weights: dict[str, Path] | None = None
@@ -173,20 +263,31 @@ def build_detector(spec: str, settings: dict[str, dict], device: str, weights: d
     return detectors[0] if len(detectors) == 1 else FallbackDetector(detectors)
 
 
+def numbered_batches(items: Iterable[tuple[int, Item]], batch_size: int) -> Iterator[tuple[list[int], list[Item]]]:
+    """(frame numbers, items) of `batch_size` consecutive (frame number, item) pairs at a time; the last
+    batch may be shorter."""
+    numbers: list[int] = []
+    batch: list[Item] = []
+    for number, item in items:
+        numbers.append(number)
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield numbers, batch
+            numbers, batch = [], []
+    if batch:
+        yield numbers, batch
+
+
 def detect_all(frames: Iterable[tuple[int, np.ndarray]], detector: FaceDetector, batch_size: int
                ) -> tuple[list[int], list[list[FaceBox]]]:
-    """Frame numbers and the faces found in each, detecting `batch_size` frames per call."""
+    """Frame numbers and the faces found in each, with their appearance, detecting `batch_size` frames per
+    call."""
     numbers: list[int] = []
     found: list[list[FaceBox]] = []
-    batch: list[np.ndarray] = []
-    for number, image in frames:
-        numbers.append(number)
-        batch.append(image)
-        if len(batch) == batch_size:
-            found.extend(detector.detect_batch(batch))
-            batch = []
-    if batch:
-        found.extend(detector.detect_batch(batch))
+    for batch_numbers, images in numbered_batches(frames, batch_size):
+        numbers.extend(batch_numbers)
+        found.extend(with_appearance(image, faces)
+                     for image, faces in zip(images, detector.detect_batch(images), strict=True))
     return numbers, found
 
 

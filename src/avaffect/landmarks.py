@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,13 +68,37 @@ class FaceMesh:
         rel = np.array([(marks[i].x, marks[i].y) for i in KEY_LANDMARKS.values()], np.float32)
         return rel * np.array([x2 - x1, y2 - y1], np.float32) + np.array([x1, y1], np.float32)
 
-    def run(self, frames: Iterable[tuple[int, np.ndarray]], boxes: dict[int, FaceBox]
-            ) -> Iterator[tuple[int, np.ndarray | None]]:
-        """(frame number, key points or None) for every frame that has a tracked box."""
-        for number, image in frames:
-            box = boxes.get(number)
-            if box is not None:
-                yield number, self.key_points(image, box)
+
+N_BLENDSHAPES = 52
+"""Scores the Face Landmarker gives per face (ARKit-style names, `_neutral` first), in the model's order."""
+
+
+class FaceBlendshapes:
+    """MediaPipe Face Landmarker (task file: resource mediapipe_face_landmarker) on a crop around one face:
+    its 52 blendshape scores, a training-free expression descriptor."""
+
+    def __init__(self, task_file: Path, crop_margin: float, min_confidence: float = 0.5):
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self._mp = mp
+        self.crop_margin = crop_margin
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(task_file)),
+            running_mode=vision.RunningMode.IMAGE, num_faces=1, output_face_blendshapes=True,
+            min_face_detection_confidence=min_confidence,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+
+    def scores(self, image: np.ndarray, box: FaceBox) -> np.ndarray | None:
+        """(N_BLENDSHAPES,) float32 scores, or None when the landmarker finds no face in the crop."""
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = crop_box(box, width, height, 0.0, self.crop_margin)
+        crop = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image[y1:y2, x1:x2]))
+        found = self._landmarker.detect(crop).face_blendshapes
+        if not found:
+            return None
+        return np.array([category.score for category in found[0]], np.float32)
 
 
 def landmarks_table(numbers: Sequence[int], points: dict[int, np.ndarray | None], fps: float) -> pd.DataFrame:

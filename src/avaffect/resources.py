@@ -26,6 +26,10 @@ MIRROR_VARIABLE = "AVAFFECT_RESOURCE_MIRROR"
 HASH_CHUNK_BYTES = 1 << 22
 DOWNLOAD_TIMEOUT_S = 60
 MANIFEST_FIELDS = ("file", "url", "sha256", "license", "description")
+UNPINNED = "unpinned"
+"""The sha256 of a manifest entry whose digest could not be taken where the manifest was written (no copy of
+the file was reachable); such a file is only checked for being present and non-empty, and fetching it logs
+the digest it has so that a user can pin it."""
 
 
 class ResourceError(RuntimeError):
@@ -48,6 +52,10 @@ class Resource:
     def where(self) -> str:
         return f"resource '{self.key}' ({self.file}, {self.url})"
 
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 != UNPINNED
+
 
 def load_manifest(path: Path) -> dict[str, Resource]:
     """Manifest entries by key; every entry needs all of MANIFEST_FIELDS and a 64-hex-digit sha256."""
@@ -58,8 +66,10 @@ def load_manifest(path: Path) -> dict[str, Resource]:
         if missing:
             raise ResourceError(f"{path}: resource '{key}' lacks {', '.join(missing)}")
         digest = str(entry["sha256"]).lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ResourceError(f"{path}: resource '{key}': sha256 must be 64 hex digits, got '{entry['sha256']}'")
+        hex_digest = len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+        if not hex_digest and digest != UNPINNED:
+            raise ResourceError(f"{path}: resource '{key}': sha256 must be 64 hex digits or '{UNPINNED}', "
+                                f"got '{entry['sha256']}'")
         manifest[key] = Resource(key, entry["file"], entry["url"], digest, entry["license"], entry["description"])
     files = [r.file for r in manifest.values()]
     if len(set(files)) != len(files):
@@ -90,6 +100,10 @@ def verify(resource: Resource, path: Path, source: str | None = None, consequenc
     path = Path(path)
     if not path.is_file():
         raise ResourceError(f"{path}: model file missing: {resource.where()}")
+    if not resource.pinned:
+        if path.stat().st_size == 0:
+            raise ResourceError(f"{source or path}: empty file{consequence}: {resource.where()}")
+        return path
     found = sha256_of(path)
     if found != resource.sha256:
         raise ResourceError(f"{source or path}: sha256 {found} is not the pinned {resource.sha256} "

@@ -177,8 +177,14 @@ def make_windows(sequences: Sequence[StepSequence], normalized: Sequence[np.ndar
 
 
 def class_weights(sequences: Sequence[StepSequence], n_classes: int) -> np.ndarray:
-    """Inverse class frequency, mean 1 over the classes that occur; absent classes weigh 0."""
-    labels = np.concatenate([s.labels[valid_labels("expr", s.labels)] for s in sequences])
+    """Inverse class frequency over the sequences' valid labels (see `class_weights_of`)."""
+    return class_weights_of(np.concatenate([s.labels for s in sequences]), n_classes)
+
+
+def class_weights_of(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse class frequency of the valid EXPR labels, mean 1 over the classes that occur; absent classes
+    weigh 0."""
+    labels = labels[valid_labels("expr", labels)]
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
     return weights / weights[counts > 0].mean()

@@ -14,7 +14,9 @@ fps = read_json(snakemake.input.probe)["fps"]
 weights = {name: verify(Resource(**entry), Path(snakemake.input[name])) for name, entry in p.weights.items()}
 detector = build_detector(p.detector, p.settings, p.device, weights)
 numbers, found = detect_all(iter_frames(Path(snakemake.input.video)), detector, p.batch_size)
-track = track_person(found, p.tracking["min_iou"], max(1, round(p.tracking["max_gap_s"] * fps)))
+t = p.tracking
+track = track_person(found, t["min_iou"], max(1, round(t["max_gap_s"] * fps)),
+                     max_appearance_distance=t["max_appearance_distance"], appearance_memory=t["appearance_memory"])
 table = faces_table(numbers, track, [len(f) for f in found], fps)
 seen = int(table["has_face"].sum())
 log.info("%s: tracked face in %d of %d frames (%s)", snakemake.input.video, seen, len(table), detector.name)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from avaffect.faces import boxes_from_table
+from avaffect.faces import boxes_from_table, on_tracked_faces
 from avaffect.landmarks import FaceMesh, landmarks_table
 from avaffect.logs import job_logger
 from avaffect.media import iter_frames
@@ -13,7 +13,7 @@ faces = read_parquet(snakemake.input.faces)
 boxes = boxes_from_table(faces)
 fps = read_json(snakemake.input.probe)["fps"]
 mesh = FaceMesh(snakemake.params.crop_margin)
-points = dict(mesh.run(iter_frames(Path(snakemake.input.video), boxes), boxes))
+points = dict(on_tracked_faces(iter_frames(Path(snakemake.input.video), boxes), boxes, mesh.key_points))
 table = landmarks_table(faces["frame"].tolist(), points, fps)
 log.info("face mesh on %d of %d tracked faces", int(table["has_landmarks"].sum()), len(boxes))
 write_parquet(table, Path(snakemake.output[0]))

@@ -1,0 +1,143 @@
+"""Time the visual front-end (decode + detect + track + crop + embed) against a naive per-frame loop.
+
+    .venv/bin/python benchmarks/face_frontend.py [--video PATH] [--backbone efficientnet_b1] [--rate 5]
+        [--batch-size 16] [--device cpu] [--weights PATH] [--out PATH]
+
+Both variants see the same frames: the 5 fps label-rate samples of the video (avaffect.windows.sample_frames).
+
+- front-end: the workflow's path: one decoding pass over the video (avaffect.media.iter_frames with the
+  sampled frame numbers), RetinaFace MobileNet-0.25 with MediaPipe fallback on `--batch-size` frames per call
+  (avaffect.faces.detect_all), same-person tracking, 15 px crops, and the static backbone (random weights:
+  ImageNet weights are not reachable here; the cost is the same) on `--batch-size` crops per call
+  (avaffect.backbones.embed_frames).
+- naive: for each sampled frame, seek to it and decode it (OpenCV), detect on that frame alone, take the
+  largest face, crop it, embed it alone.
+
+Each variant runs in its own child process, so its peak resident memory (ru_maxrss) is its own; the
+default video is the longest of the shared clips. The defaults take a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avaffect.backbones import Preprocessing, StaticConfig, StaticFER, embed_frames, face_crop
+from avaffect.faces import build_detector, detect_all, on_tracked_faces, starting_face, track_person
+from avaffect.media import iter_frames, probe_video
+from avaffect.resources import load_manifest, verify
+from avaffect.windows import sample_frames
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AVAFFECT_SHARED", REPO.parent / "shared"))
+CONFIG_DETECTOR = {"retinaface": {"score_threshold": 0.8, "nms_threshold": 0.4},
+                   "mediapipe": {"model_selection": 1, "score_threshold": 0.5}}
+MARGIN_PX = 15
+EMBEDDING_DIM = 256
+DROPOUT = 0.2
+MIN_IOU, MAX_GAP_S = 0.3, 1.0
+
+
+def longest_shared_clip() -> Path:
+    clips = sorted((SHARED / "media" / "videos").glob("*.mp4"))
+    return max(clips, key=lambda clip: probe_video(clip).duration_s)
+
+
+def build(args) -> tuple:
+    weights = verify(load_manifest(REPO / "resources" / "manifest.yaml")["retinaface_mobilenet025"],
+                     Path(args.weights))
+    detector = build_detector("retinaface+mediapipe", CONFIG_DETECTOR, args.device, {"retinaface": weights})
+    torch.manual_seed(0)
+    model = StaticFER(StaticConfig(args.backbone, "expr", EMBEDDING_DIM, DROPOUT)).to(args.device).eval()
+    return detector, model, Preprocessing.of(model)
+
+
+def front_end(args, frames: np.ndarray, fps: float, width: int) -> int:
+    detector, model, prep = build(args)
+    start = time.perf_counter()
+    numbers, found = detect_all(iter_frames(Path(args.video), frames.tolist()), detector, args.batch_size)
+    sampled_fps = fps * len(frames) / max(frames[-1], 1)
+    track = track_person(found, MIN_IOU, max(1, round(MAX_GAP_S * sampled_fps)), frame_width=width)
+    boxes = {n: box for n, box in zip(numbers, track, strict=True) if box is not None}
+    # The second pass decodes only the frames with a face; crops of a batch are embedded together.
+    crops = on_tracked_faces(iter_frames(Path(args.video), boxes), boxes,
+                             lambda image, box: face_crop(image, box, MARGIN_PX, prep.size))
+    embedded = embed_frames(model, crops, prep, args.batch_size, args.device)
+    return len(embedded), time.perf_counter() - start
+
+
+def naive(args, frames: np.ndarray, fps: float, width: int) -> int:
+    import cv2
+
+    detector, model, prep = build(args)
+    start = time.perf_counter()
+    capture = cv2.VideoCapture(str(args.video))
+    embedded = 0
+    for number in frames:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(number) - 1)
+        ok, bgr = capture.read()
+        if not ok:
+            raise RuntimeError(f"{args.video}: cannot read frame {number}")
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        box = starting_face(detector.detect_batch([image])[0], None, width)
+        if box is None:
+            continue
+        list(embed_frames(model, [(int(number), face_crop(image, box, MARGIN_PX, prep.size))], prep, 1, args.device))
+        embedded += 1
+    capture.release()
+    return embedded, time.perf_counter() - start
+
+
+def child(args) -> None:
+    torch.set_num_threads(args.threads)
+    info = probe_video(Path(args.video))
+    frames = sample_frames(info.n_frames, info.fps, args.rate)
+    run = front_end if args.mode == "front_end" else naive
+    embedded, seconds = run(args, frames, info.fps, info.width)
+    print(json.dumps({"mode": args.mode, "frames": len(frames), "embedded": embedded, "seconds": seconds,
+                      "frames_per_s": len(frames) / seconds,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", default=None, help="default: the longest clip in ../shared/media/videos")
+    parser.add_argument("--backbone", default="efficientnet_b1")
+    parser.add_argument("--rate", type=float, default=5.0, help="sampled frames per second")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", default=str(SHARED / "weights" / "retinaface" / "mobilenet0.25_Final.pth"))
+    parser.add_argument("--out", default=None, help="write the JSON report here too")
+    parser.add_argument("--mode", choices=["front_end", "naive"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        child(args)
+        return
+    args.video = args.video or str(longest_shared_clip())
+    passed = [a for a in sys.argv[1:] if a != "--video" and a != args.video]
+    results = {}
+    for mode in ("front_end", "naive"):
+        out = subprocess.run([sys.executable, __file__, *passed, "--video", args.video, "--mode", mode],
+                             check=True, capture_output=True, text=True).stdout
+        results[mode] = json.loads(out.strip().splitlines()[-1])
+        print(json.dumps(results[mode]), flush=True)
+    report = {"video": args.video, "backbone": args.backbone, "device": args.device, "threads": args.threads,
+              "batch_size": args.batch_size, "speedup": results["naive"]["seconds"] / results["front_end"]["seconds"],
+              **results}
+    print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Static (per-frame) expression / valence-arousal models: a timm backbone with the SUN team's head, face
+crops for them, fine-tuning on labelled frames, and per-frame embeddings from a trained checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from avaffect.corpus import EXPR_CLASSES, VA_DIMENSIONS
+from avaffect.faces import FaceBox, crop_box, numbered_batches, on_tracked_faces
+from avaffect.metrics import expr_scores, va_scores
+from avaffect.models import output_activation
+from avaffect.training import class_weights_of, masked_loss, valid_labels
+
+BACKBONES = ("efficientnet_b1", "efficientnet_b4", "vit_base_patch16_224")
+"""timm architectures of the SUN static models (EfficientNet-B1, EfficientNet-B4, ViT-B/16)."""
+IMAGENET_RESOURCES = {name: f"timm_{name}" for name in BACKBONES}
+"""Manifest key of each backbone's ImageNet weights (resources/manifest.yaml)."""
+HEAD_OUTPUTS = {"expr": list(EXPR_CLASSES), "va": list(VA_DIMENSIONS)}
+
+
+@dataclass(frozen=True)
+class StaticConfig:
+    backbone: str
+    task: str  # the head: expr (8-way softmax) or va (2 tanh outputs)
+    embedding_dim: int
+    dropout: float
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown static backbone '{self.backbone}' (expected one of {BACKBONES})")
+        if self.task not in HEAD_OUTPUTS:
+            raise ValueError(f"static task must be one of {list(HEAD_OUTPUTS)}, got '{self.task}'")
+
+
+class StaticFER(nn.Module):
+    """Backbone features -> dropout -> dense -> batch norm -> tanh embedding -> task head (raw scores;
+    `output_activation` gives the softmax / tanh outputs)."""
+
+    def __init__(self, config: StaticConfig, imagenet_weights: Path | None = None):
+        super().__init__()
+        import timm
+
+        self.config = config
+        overlay = {"file": str(imagenet_weights)} if imagenet_weights else None
+        # num_classes=0 drops the ImageNet classifier; timm loads the rest of a local weights file.
+        self.backbone = timm.create_model(config.backbone, pretrained=imagenet_weights is not None,
+                                          pretrained_cfg_overlay=overlay, num_classes=0)
+        self.embedding = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(self.backbone.num_features, config.embedding_dim),
+            nn.BatchNorm1d(config.embedding_dim),
+            nn.Tanh(),
+        )
+        self.head = nn.Linear(config.embedding_dim, len(HEAD_OUTPUTS[config.task]))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding (B, embedding_dim), raw head scores (B, n_outputs)) of normalised images (B, 3, H, W)."""
+        embedding = self.embedding(self.backbone(images))
+        return embedding, self.head(embedding)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a backbone expects of its input: square side and per-channel RGB mean and std on [0, 1]."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, model: StaticFER) -> Preprocessing:
+        import timm.data
+
+        data = timm.data.resolve_model_data_config(model.backbone)
+        return cls(int(data["input_size"][-1]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def face_crop(image: np.ndarray, box: FaceBox, margin_px: float, size: int) -> np.ndarray:
+    """The face with a fixed margin, clipped to the frame, resized to (size, size) RGB uint8."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = crop_box(box, width, height, margin_px)
+    return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def to_tensor(crops: np.ndarray, prep: Preprocessing) -> torch.Tensor:
+    """(N, 3, size, size) float32 normalised batch from (N, size, size, 3) uint8 crops."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class StaticTrainSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def static_scores(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    if task == "va":
+        return va_scores(labels, outputs)
+    return expr_scores(labels, outputs.argmax(axis=1))
+
+
+SELECTION = {"va": "p_va", "expr": "macro_f1"}
+
+
+def embed_batches(model: StaticFER, batches: Iterable[np.ndarray], prep: Preprocessing, device: str
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(embeddings (B, embedding_dim), head outputs (B, n_outputs)) of each batch of crops, in eval mode."""
+    model.eval()
+    with torch.inference_mode():
+        for crops in batches:
+            embedding, raw = model(to_tensor(crops, prep).to(device))
+            yield embedding.cpu().numpy(), output_activation(model.config.task, raw).cpu().numpy()
+
+
+def evaluate(model: StaticFER, crops: np.ndarray, prep: Preprocessing, batch_size: int, device: str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (N, embedding_dim), head outputs (N, n_outputs)) of an array of crops."""
+    batches = (crops[index.numpy()] for index in _batches(len(crops), batch_size))
+    found = list(embed_batches(model, batches, prep, device))
+    n_out = len(HEAD_OUTPUTS[model.config.task])
+    if not found:
+        return np.zeros((0, model.config.embedding_dim), np.float32), np.zeros((0, n_out), np.float32)
+    return np.concatenate([e for e, _ in found]), np.concatenate([o for _, o in found])
+
+
+def embed_frames(model: StaticFER, numbered_crops: Iterable[tuple[int, np.ndarray]], prep: Preprocessing,
+                 batch_size: int, device: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(embedding, head outputs) by frame number, embedding `batch_size` crops at a time as they arrive, so
+    a long video never holds more than one batch of crops."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for numbers, crops in numbered_batches(numbered_crops, batch_size):
+        for embedding, outputs in embed_batches(model, [np.stack(crops)], prep, device):
+            out.update(zip(numbers, zip(embedding, outputs, strict=True), strict=True))
+    return out
+
+
+def embedding_rows(frames: np.ndarray, found: dict[int, tuple[np.ndarray, np.ndarray]], embedding_dim: int,
+                   n_outputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embedding matrix, head outputs, present) aligned to `frames`: zeros / NaN where no face was seen."""
+    matrix = np.zeros((len(frames), embedding_dim), np.float32)
+    outputs = np.full((len(frames), n_outputs), np.nan, np.float32)
+    present = np.array([int(f) in found for f in frames], bool)
+    for i in np.flatnonzero(present):
+        matrix[i], outputs[i] = found[int(frames[i])]
+    return matrix, outputs, present
+
+
+def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, train_labels: np.ndarray,
+              validation_crops: np.ndarray, validation_labels: np.ndarray, settings: StaticTrainSettings, device: str,
+              log) -> dict:
+    """Fine-tune the whole model on labelled crops; returns the checkpoint of the epoch that scores best on
+    validation (macro F1 for EXPR, mean CCC for VA)."""
+    task = model.config.task
+    for name, labels in (("train", train_labels), ("validation", validation_labels)):
+        if not valid_labels(task, labels).any():
+            raise ValueError(f"static {task} model: no valid {name} labels among the sampled frames")
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    weights = (torch.as_tensor(class_weights_of(train_labels, len(EXPR_CLASSES)), dtype=torch.float32,
+                               device=device) if task == "expr" else None)
+    dtype = torch.float32 if task == "va" else torch.long
+    targets = torch.as_tensor(np.nan_to_num(train_labels) if task == "va" else train_labels, dtype=dtype)
+    mask = torch.from_numpy(valid_labels(task, train_labels))
+    best: dict = {}
+    history: list[dict] = []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        total = 0.0
+        for index in _batches(len(train_crops), settings.batch_size, generator):
+            # Batch norm needs two samples to train on; a last batch of one is left out.
+            if len(index) < 2 or not mask[index].any():
+                continue
+            _, raw = model(to_tensor(train_crops[index.numpy()], prep).to(device))
+            loss = masked_loss(task, "mse", raw, targets[index].to(device), mask[index].to(device), weights)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(index)
+        _, outputs = evaluate(model, validation_crops, prep, settings.batch_size, device)
+        valid = valid_labels(task, validation_labels)
+        scores = static_scores(task, validation_labels[valid], outputs[valid])
+        history.append({"epoch": epoch, "train_loss": total / len(train_crops)} | scores)
+        log(f"epoch {epoch}: train loss {total / len(train_crops):.4f}, validation {scores}")
+        if not best or scores[SELECTION[task]] > best["scores"][SELECTION[task]]:
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = {"epoch": epoch, "scores": scores, "state_dict": state}
+    return best | {"config": asdict(model.config), "preprocessing": asdict(prep), "history": history}
+
+
+def load_static(checkpoint: dict, device: str) -> tuple[StaticFER, Preprocessing]:
+    """A fine-tuned static model in eval mode, built with random backbone weights then overwritten."""
+    model = StaticFER(StaticConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    prep = checkpoint["preprocessing"]
+    return model.to(device).eval(), Preprocessing(prep["size"], tuple(prep["mean"]), tuple(prep["std"]))
+
+
+def labelled_frames(labels: np.ndarray, task: str, has_face: dict[int, bool], limit: int) -> np.ndarray:
+    """Up to `limit` 1-based frame numbers with a valid label and a tracked face, evenly spaced in time."""
+    frames = np.flatnonzero(valid_labels(task, labels)) + 1
+    frames = np.array([f for f in frames if has_face.get(int(f), False)], np.int64)
+    if len(frames) <= limit:
+        return frames
+    return frames[np.linspace(0, len(frames) - 1, limit).round().astype(np.int64)]
+
+
+def labelled_crops(frames: Iterable[tuple[int, np.ndarray]], boxes: dict[int, FaceBox], labels: np.ndarray,
+                   margin_px: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (N, size, size, 3) uint8, their labels) of the decoded frames that have a tracked face;
+    `labels` holds one label per frame of the video (frame k at index k - 1)."""
+    found = list(on_tracked_faces(frames, boxes, lambda image, box: face_crop(image, box, margin_px, size)))
+    crops = np.stack([crop for _, crop in found]) if found else np.zeros((0, size, size, 3), np.uint8)
+    return crops, labels[[number - 1 for number, _ in found]]

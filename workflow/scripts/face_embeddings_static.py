@@ -1,0 +1,31 @@
+"""256-d embedding and head outputs of the fine-tuned static backbone on the tracked face, per sampled frame."""
+
+from pathlib import Path
+
+import torch
+
+from avaffect.backbones import HEAD_OUTPUTS, embed_frames, embedding_rows, face_crop, load_static
+from avaffect.faces import boxes_from_table, on_tracked_faces, resolve_device
+from avaffect.logs import job_logger
+from avaffect.media import iter_frames
+from avaffect.tables import read_json, read_parquet, write_embeddings
+from avaffect.windows import sample_frames
+
+log = job_logger(snakemake.log[0], "face_embeddings_static")
+p = snakemake.params
+torch.set_num_threads(snakemake.threads)
+device = resolve_device(p.device)
+model, prep = load_static(torch.load(snakemake.input.checkpoint, map_location="cpu", weights_only=True), device)
+probe = read_json(snakemake.input.probe)
+frames = sample_frames(probe["n_frames"], probe["fps"], p.rate_hz)
+boxes = {f: box for f, box in boxes_from_table(read_parquet(snakemake.input.faces)).items() if f in set(frames)}
+crops = on_tracked_faces(iter_frames(Path(snakemake.input.video), boxes), boxes,
+                         lambda image, box: face_crop(image, box, p.crop_margin_px, prep.size))
+found = embed_frames(model, crops, prep, p.batch_size, device)
+names = HEAD_OUTPUTS[model.config.task]
+matrix, outputs, present = embedding_rows(frames, found, model.config.embedding_dim, len(names))
+log.info("%d sampled frames, %d with a face (%s %s on %s)", len(frames), int(present.sum()), model.config.backbone,
+         model.config.task, device)
+columns = {"frame": frames, "time_s": (frames - 1) / probe["fps"]}
+columns |= {f"head_{name}": outputs[:, i] for i, name in enumerate(names)}
+write_embeddings(columns, matrix, present, Path(snakemake.output[0]))

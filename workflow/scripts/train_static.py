@@ -1,0 +1,63 @@
+"""Fine-tune the static backbone on labelled frames of the train videos; keep the epoch best on validation."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from avaffect.backbones import (
+    Preprocessing,
+    StaticConfig,
+    StaticFER,
+    StaticTrainSettings,
+    fine_tune,
+    labelled_crops,
+    labelled_frames,
+)
+from avaffect.corpus import align_to_frames, annotation_path, read_annotation, video_of
+from avaffect.faces import boxes_from_table, resolve_device
+from avaffect.logs import job_logger
+from avaffect.media import iter_frames
+from avaffect.resources import Resource, verify
+from avaffect.tables import read_json, read_parquet, write_json
+
+log = job_logger(snakemake.log[0], "train_static")
+p = snakemake.params
+s = p.static
+torch.set_num_threads(snakemake.threads)
+inputs = dict(zip(p.videos, zip(snakemake.input.videos, snakemake.input.faces, snakemake.input.probes, strict=True),
+                  strict=True))
+imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet))
+            if hasattr(snakemake.input, "imagenet") else None)
+log.info("%s backbone, %s head, %s", s["backbone"], s["task"], f"ImageNet init from {imagenet}" if imagenet
+         else "random init (static.imagenet_init: false)")
+model = StaticFER(StaticConfig(s["backbone"], s["task"], s["embedding_dim"], s["dropout"]), imagenet)
+prep = Preprocessing.of(model)
+data = {}
+for split, samples in p.samples.items():
+    crops, labels = [], []
+    for sample in samples:
+        video_path, faces_path, probe_path = inputs[video_of(sample)]
+        n_frames = read_json(probe_path)["n_frames"]
+        annotation = annotation_path(Path(p.corpus), s["task"], split, sample)
+        aligned = align_to_frames(read_annotation(annotation, s["task"]), n_frames)
+        faces = read_parquet(faces_path)
+        frames = labelled_frames(aligned, s["task"], dict(zip(faces["frame"], faces["has_face"], strict=True)),
+                                 s["frames_per_video"])
+        boxes = boxes_from_table(faces)
+        sample_crops, sample_labels = labelled_crops(iter_frames(Path(video_path), frames.tolist()), boxes, aligned,
+                                                     p.crop_margin_px, prep.size)
+        crops.append(sample_crops)
+        labels.append(sample_labels)
+    data[split] = (np.concatenate(crops), np.concatenate(labels))
+    log.info("%s: %d labelled face crops from %d samples", split, len(data[split][0]), len(samples))
+device = resolve_device(p.device)
+settings = StaticTrainSettings(s["epochs"], s["batch_size"], s["learning_rate"], s["weight_decay"], s["seed"])
+checkpoint = fine_tune(model, prep, *data["train"], *data["validation"], settings, device, log.info)
+torch.save(checkpoint, snakemake.output.checkpoint)
+write_json({"task": s["task"], "backbone": s["backbone"], "best_epoch": checkpoint["epoch"],
+            "validation": checkpoint["scores"], "imagenet_init": imagenet is not None, "device": device,
+            "train_frames": len(data["train"][0]), "validation_frames": len(data["validation"][0])},
+           Path(snakemake.output.metrics))
+pd.DataFrame(checkpoint["history"]).to_csv(snakemake.output.history, sep="\t", index=False)
