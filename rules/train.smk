@@ -17,6 +17,7 @@ rule train:
         model=lambda w: model_settings(w.model),
         family=lambda w: family_settings(w.model),
         rate_hz=config["embeddings"]["rate_hz"],
+        expr_label_s=config["training"]["expr_label_s"],
         device=config["device"],
     threads: 2
     resources:

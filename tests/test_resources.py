@@ -10,6 +10,7 @@ from conftest import REPO
 
 from avaffect.resources import (
     MIRROR_VARIABLE,
+    UNPINNED,
     Resource,
     ResourceError,
     fetch,
@@ -115,6 +116,30 @@ def test_verify_names_a_missing_or_changed_file(tmp_path):
     changed.write_bytes(b"other bytes")
     with pytest.raises(ResourceError, match="changed.bin: sha256"):
         verify(resource, changed)
+
+
+def test_an_unpinned_resource_is_refused_unless_accepted_by_key(tmp_path):
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"new_model": {"file": "n.bin", "url": "https://example.org/n.bin",
+                                                  "sha256": None, "license": "MIT", "description": "d"}}))
+    resource = load_manifest(path)["new_model"]
+    assert resource.sha256 is UNPINNED
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "n.bin").write_bytes(b"weights")
+    destination = tmp_path / "resources" / "n.bin"
+    with pytest.raises(ResourceError) as err:
+        fetch(resource, destination, mirror)
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert all(part in str(err.value) for part in ("no sha256", digest, "resources.accept_unpinned", "new_model"))
+    assert not destination.exists()
+    fetch(resource, destination, mirror, accept_unpinned=True)
+    assert verify(resource, destination, accept_unpinned=True) == destination
+
+
+def test_pdem_weights_are_listed_but_not_pinned_yet():
+    weights = load_manifest(MANIFEST)["pdem_weights"]
+    assert weights.sha256 is UNPINNED and weights.url.endswith("emotion-msp-dim/resolve/main/model.safetensors")
 
 
 def run_snakemake(workdir, *args, env=None):
