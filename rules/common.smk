@@ -54,9 +54,23 @@ DETECTOR_WEIGHTS = {
 }
 
 
+PDEM_RESOURCES = {"config": "pdem_config", "preprocessor": "pdem_preprocessor_config", "weights": "pdem_weights"}
+
+
 def detector_weights(wildcards):
     """The model file of each configured detector that needs one, as named inputs."""
     return {name: resource_path(key) for name, key in DETECTOR_WEIGHTS.items()}
+
+
+def vad_inputs(wildcards):
+    """Landmarks for the mouth, the separated audio for the voice, as the vad method needs them."""
+    method = config["vad"]["method"]
+    inputs = {}
+    if method in ("mouth", "both"):
+        inputs["landmarks"] = f"results/landmarks/{wildcards.video}.parquet"
+    if method in ("voice", "both"):
+        inputs["audio"] = f"results/audio/vocals/{wildcards.video}.wav"
+    return inputs
 
 
 def video_file(wildcards):
@@ -112,6 +126,8 @@ def family_settings(model):
     family = MODELS[model]["family"]
     if family == "kelm":
         return {"kelm": section("kelm")}
+    if family in ("audio_gru", "audio_transformer"):
+        return {"audio_model": section("audio_model"), "training": section("training")}
     settings = {"transformer": section("transformer"), "training": section("training")}
     if family == "tcn_transformer":
         settings["tcn"] = section("tcn")

@@ -91,3 +91,33 @@ rule face_embeddings_blendshapes:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/face_embeddings_blendshapes.py"
+
+
+rule audio_embeddings_pdem:
+    input:
+        audio="results/audio/vocals/{video}.wav",
+        vad="results/vad/{video}.parquet",
+        probe="results/probe/{video}.json",
+        config=resource_path("pdem_config"),
+        preprocessor=resource_path("pdem_preprocessor_config"),
+        weights=resource_path("pdem_weights"),
+    output:
+        "results/embeddings/audio/pdem/{video}.parquet",
+    log:
+        "results/logs/audio_embeddings/pdem/{video}.log",
+    benchmark:
+        "results/benchmarks/audio_embeddings/pdem/{video}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
+        pdem=section("embeddings", "pdem"),
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
+        accept_unpinned=config["resources"]["accept_unpinned"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=6000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/audio_embeddings_pdem.py"

@@ -6,6 +6,7 @@ rule fetch_resource:
     params:
         resource=lambda w: RESOURCES[RESOURCE_BY_FILE[w.resource_file]].to_dict(),
         mirror=config["resources"]["mirror"],
+        accept_unpinned=lambda w: RESOURCE_BY_FILE[w.resource_file] in config["resources"]["accept_unpinned"],
     threads: 1
     resources:
         mem_mb=500,

@@ -17,6 +17,7 @@ rule train:
         model=lambda w: model_settings(w.model),
         family=lambda w: family_settings(w.model),
         rate_hz=config["embeddings"]["rate_hz"],
+        expr_label_s=config["training"]["expr_label_s"],
         device=config["device"],
     threads: 2
     resources:
@@ -48,6 +49,7 @@ rule train_static:
         corpus=str(CORPUS),
         static=section("static"),
         init_weights=RESOURCES[f"timm_{config['static']['backbone']}"].to_dict(),
+        accept_unpinned=config["resources"]["accept_unpinned"],
         crop_margin_px=config["faces"]["crop_margin_px"],
         device=config["device"],
     threads: 2

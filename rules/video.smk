@@ -65,22 +65,22 @@ rule face_landmarks:
         "../workflow/scripts/face_landmarks.py"
 
 
-rule mouth_vad:
+rule voice_activity:
     input:
-        landmarks="results/landmarks/{video}.parquet",
+        unpack(vad_inputs),
         probe="results/probe/{video}.json",
     output:
         "results/vad/{video}.parquet",
     log:
-        "results/logs/mouth_vad/{video}.log",
+        "results/logs/voice_activity/{video}.log",
     benchmark:
-        "results/benchmarks/mouth_vad/{video}.tsv"
+        "results/benchmarks/voice_activity/{video}.tsv"
     params:
         vad=section("vad"),
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=1000,
     conda:
         "../envs/main.yaml"
     script:
-        "../workflow/scripts/mouth_vad.py"
+        "../workflow/scripts/voice_activity.py"

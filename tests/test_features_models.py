@@ -139,7 +139,7 @@ def test_normalizations():
     assert Normalizer.from_state(state).kind == "zscore"
     with pytest.raises(ValueError, match="unknown normalization"):
         Normalizer.fit([a], "l2")
-    assert set(FAMILIES) == {"transformer", "tcn_transformer", "linear"}
+    assert set(FAMILIES) == {"transformer", "tcn_transformer", "linear", "audio_gru", "audio_transformer"}
 
 
 def test_window_labels_mean_and_majority_of_valid_steps():
@@ -171,3 +171,68 @@ def test_kelm_trains_on_functionals_and_predicts_window_centres(task):
     assert table["frame"].tolist() == [6 + 10 * k for k in range(8)]
     if task == "va":
         assert checkpoint["scores"]["p_va"] > 0.3
+
+
+@pytest.mark.parametrize("family", ["audio_gru", "audio_transformer"])
+def test_audio_models_give_one_output_per_label_slot(family):
+    # the paper's sizes: 256 GRU units in two layers, or transformer layers with 32 and 16 heads
+    config = ModelConfig(family=family, n_features=12, n_outputs=8, slot_steps=5)
+    model = build_model(config).eval()
+    if family == "audio_gru":
+        assert model.gru.num_layers == 2 and model.gru.hidden_size == 256
+    else:
+        assert [layer.self_attn.num_heads for layer in model.layers] == [32, 16]
+    out = model(torch.randn(3, 20, 12))
+    assert out.shape == (3, 20, 8)
+    slots = out.reshape(3, 4, 5, 8)
+    assert torch.allclose(slots, slots[:, :, :1].expand_as(slots))  # EXPR: 4 labels for a 4 s window
+    assert model(torch.randn(2, 13, 12)).shape == (2, 13, 8)  # a window cut short keeps its partial slot
+    va = build_model(ModelConfig(family=family, n_features=12, n_outputs=2, slot_steps=1)).eval()
+    assert va(torch.randn(1, 20, 12)).shape == (1, 20, 2)
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_correct_prediction():
+    from avaffect.training import masked_loss
+
+    raw = torch.full((1, 4, 8), -10.0)
+    raw[..., 3] = 10.0
+    targets, mask = torch.full((1, 4), 3), torch.ones(1, 4, dtype=torch.bool)
+    plain = masked_loss("expr", "mse", raw, targets, mask, None)
+    smoothed = masked_loss("expr", "mse", raw, targets, mask, None, label_smoothing=0.1)
+    assert plain.item() < 1e-6 < smoothed.item()
+
+
+def windowed(video, n_windows, rng, task):
+    """Synthetic 4 s audio windows at 5 Hz (made by the test): features hold one value per second plus noise;
+    VA follows the features step by step, EXPR is one class per second from that second's value."""
+    out = []
+    for w in range(n_windows):
+        seq = synthetic(video, 20, rng, task)
+        seq.features = (np.repeat(rng.normal(size=(4, 3)), 5, axis=0) + 0.1 * rng.normal(size=(20, 3))
+                        ).astype(np.float32)
+        seq.times = 2.0 * w + np.arange(20) / 5.0
+        if task == "va":
+            seq.labels = np.tanh(seq.features[:, :2])
+        else:
+            seq.labels = np.repeat((seq.features[:, 0].reshape(4, 5).mean(axis=1) > 0) * 4, 5)
+        out.append(seq)
+    return out
+
+
+@pytest.mark.parametrize(("family", "task"), [("audio_gru", "expr"), ("audio_transformer", "va")])
+def test_audio_models_train_through_the_shared_loop(family, task):
+    from avaffect.training import audio_architecture
+
+    rng = np.random.default_rng(4)
+    train_set = [s for i in range(4) for s in windowed(f"t{i}", 6, rng, task)]
+    validation = windowed("v", 6, rng, task)
+    settings = TrainSettings(window=20, hop=20, epochs=15, batch_size=8, learning_rate=3e-3, weight_decay=0.0,
+                             patience=15, seed=0, label_smoothing=0.1)
+    audio = {"units": 32, "gru_layers": 2, "heads": [4, 2], "dense": 16, "dropout": 0.0, "label_smoothing": 0.1}
+    architecture = audio_architecture(audio, task, 1.0, 5.0)
+    assert architecture["slot_steps"] == (5 if task == "expr" else 1)
+    best, history = train(task, train_set, validation, family, architecture, settings, "cpu", lambda _: None)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert best["scores"]["accuracy" if task == "expr" else "p_va"] > (0.8 if task == "expr" else 0.4)
+    model, norm = load_checkpoint(best, "cpu")
+    assert model.config.slot_steps == architecture["slot_steps"]

@@ -118,6 +118,33 @@ def test_verify_names_a_missing_or_changed_file(tmp_path):
         verify(resource, changed)
 
 
+def test_an_unpinned_resource_is_refused_unless_accepted_by_key(tmp_path):
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"new_model": {"file": "n.bin", "url": "https://example.org/n.bin",
+                                                  "sha256": None, "license": "MIT", "description": "d"}}))
+    resource = load_manifest(path)["new_model"]
+    assert resource.sha256 is UNPINNED
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "n.bin").write_bytes(b"weights")
+    destination = tmp_path / "resources" / "n.bin"
+    with pytest.raises(ResourceError) as err:
+        fetch(resource, destination, mirror)
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert all(part in str(err.value) for part in ("no sha256", digest, "resources.accept_unpinned", "new_model"))
+    assert not destination.exists()
+    fetch(resource, destination, mirror, accept_unpinned=True)
+    assert verify(resource, destination, accept_unpinned=True) == destination
+
+
+def test_only_the_weights_no_copy_was_reachable_of_are_unpinned():
+    manifest = load_manifest(MANIFEST)
+    weights = manifest["pdem_weights"]
+    assert weights.sha256 is UNPINNED and weights.url.endswith("emotion-msp-dim/resolve/main/model.safetensors")
+    unpinned = {key for key, r in manifest.items() if r.sha256 is UNPINNED}
+    assert unpinned == {"pdem_weights", "timm_efficientnet_b1", "timm_efficientnet_b4", "timm_vit_base_patch16_224"}
+
+
 def run_snakemake(workdir, *args, env=None):
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
                           capture_output=True, text=True, env=env)
@@ -140,22 +167,3 @@ def test_fetch_resource_rule_takes_the_mirror_from_the_environment(tmp_path, sha
         assert "face_landmarker.task" in text and "mediapipe_face_landmarker" in text
         assert "storage.googleapis.com" in text
     assert not (workdir / "resources" / "mediapipe" / "face_landmarker.task").exists()
-
-
-def test_unpinned_entries_load_and_are_checked_for_presence_only(tmp_path):
-    path = tmp_path / "manifest.yaml"
-    entry = {"file": "timm/b1.safetensors", "url": "https://example.org/b1", "sha256": UNPINNED,
-             "license": "Apache-2.0", "description": "d"}
-    path.write_text(yaml.safe_dump({"backbone": entry}))
-    resource = load_manifest(path)["backbone"]
-    assert not resource.pinned
-    with pytest.raises(ResourceError, match="missing"):
-        verify(resource, tmp_path / "absent.safetensors")
-    empty = tmp_path / "empty.safetensors"
-    empty.write_bytes(b"")
-    with pytest.raises(ResourceError, match="empty file.*backbone"):
-        verify(resource, empty)
-    present = tmp_path / "present.safetensors"
-    present.write_bytes(b"weights")
-    assert verify(resource, present) == present
-    assert all(r.pinned for r in load_manifest(MANIFEST).values() if not r.key.startswith("timm_"))

@@ -29,7 +29,7 @@ START_SLURM = REPO / "tests" / "slurm" / "start_slurm.sh"
 NOT_ROOT = 2  # start_slurm.sh's exit status when SLURM is down and it may not start it
 VIDEOS_PER_JOB = 5
 PER_VIDEO_RULES = {"probe_video", "extract_audio", "separate_vocals", "detect_faces", "face_landmarks",
-                   "mouth_vad", "face_embeddings", "audio_embeddings"}
+                   "voice_activity", "face_embeddings", "audio_embeddings"}
 MODELS = {
     "visual_kelm": {"family": "kelm", "modality": "face", "extractor": "landmarks", "windows_s": [2.0],
                     "normalization": "zscore", "loss": "mse", "smoothing": "hamming"},

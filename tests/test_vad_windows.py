@@ -1,8 +1,19 @@
 import numpy as np
 import pytest
 
-from avaffect.vad import close_gaps, hysteresis, mouth_vad, segments, segments_seconds, vad_table
-from avaffect.windows import sample_frames, sliding_starts, voiced_windows
+from avaffect.corpus import EXPR_INVALID
+from avaffect.training import StepSequence, attach_window_labels
+from avaffect.vad import (
+    close_gaps,
+    combine,
+    frames_in_segments,
+    hysteresis,
+    mouth_vad,
+    segments,
+    segments_seconds,
+    vad_table,
+)
+from avaffect.windows import majority_per_slot, sample_frames, sliding_starts, voiced_windows, window_steps
 
 
 def test_hysteresis_holds_between_thresholds():
@@ -28,7 +39,7 @@ def test_mouth_vad_finds_talking_stretch_and_never_voices_absent_face():
     start, end = runs[0]
     assert abs(start / fps - 2) < 0.3 and abs(end / fps - 6) < 0.3
     assert not speaking[200:].any()
-    table = vad_table(np.arange(1, 251), fps, opening, speaking)
+    table = vad_table(np.arange(1, 251), fps, speaking, {"mouth_open": opening})
     ((s, e),) = segments_seconds(table, fps)
     assert s == pytest.approx(start / fps) and e == pytest.approx(end / fps)
 
@@ -51,3 +62,55 @@ def test_voiced_windows():
     assert voiced_windows([(8.5, 9.5)], 10.0, 4.0, 2.0) == [(6.0, 10.0)]
     assert voiced_windows([(0.0, 9.0)], 10.0, 4.0, 2.0) == [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (5.0, 9.0)]
     assert voiced_windows([(0.0, 1.0)], 2.0, 4.0, 2.0) == [(0.0, 2.0)]
+
+
+def test_frames_in_segments_use_frame_centres_and_both_needs_both():
+    frames = np.arange(1, 11)  # 10 fps: frame k covers [(k-1)/10, k/10)
+    voice = frames_in_segments(frames, 10.0, [(0.2, 0.5), (0.9, 2.0)])
+    assert np.flatnonzero(voice).tolist() == [2, 3, 4, 9]
+    mouth = np.zeros(10, bool)
+    mouth[3:] = True
+    assert np.flatnonzero(combine("both", mouth, voice)).tolist() == [3, 4, 9]
+    assert combine("voice", None, voice) is voice and combine("mouth", mouth, None) is mouth
+    with pytest.raises(ValueError, match="unknown vad method 'lips'"):
+        combine("lips", mouth, voice)
+
+
+def test_window_steps_at_label_rate():
+    steps = window_steps(2.0, 6.0, 5.0)
+    assert len(steps) == 20 and steps[0] == 2.0 and steps[-1] == pytest.approx(5.8)
+
+
+def test_majority_per_second_leaves_invalid_labels_out():
+    fps = 25.0
+    # a 4 s window from 2 s: second 0 is 20 frames of class 3 and 5 of class 1; second 1 is 24 invalid
+    # frames and one class 5; second 2 has no valid frame; second 3 ties 2 and 4 (lowest class wins)
+    labels = np.full(int(8 * fps), 0, np.int64)
+    window = np.concatenate([[3] * 20 + [1] * 5, [EXPR_INVALID] * 24 + [5], [EXPR_INVALID] * 25,
+                             [4] * 12 + [2] * 12 + [EXPR_INVALID]])
+    labels[50:150] = window
+    assert majority_per_slot(labels, fps, 2.0, 4, 1.0, EXPR_INVALID).tolist() == [3, 5, EXPR_INVALID, 2]
+
+
+def test_audio_window_labels_expr_per_second_and_va_per_step():
+    fps, rate = 25.0, 5.0
+    times = window_steps(2.0, 6.0, rate)
+    frames = np.round(times * fps).astype(np.int64) + 1
+    expr = np.full(200, 6, np.int64)
+    expr[75:100] = EXPR_INVALID  # the window's second second has no valid frame
+    expr[100:125] = 1
+    seq = StepSequence("v", frames, times, np.zeros((20, 1), np.float32))
+    labels = attach_window_labels(seq, expr, fps, 1.0).labels
+    assert labels.tolist() == [6] * 5 + [EXPR_INVALID] * 5 + [1] * 5 + [6] * 5
+    va = np.stack([np.linspace(-1, 1, 200), np.linspace(1, -1, 200)], axis=1)
+    va[frames[3] - 1] = np.nan  # an invalid (-5) line stays invalid, it is never averaged with its neighbours
+    seq = StepSequence("v", frames, times, np.zeros((20, 1), np.float32))
+    labels = attach_window_labels(seq, va, fps, 1.0).labels
+    assert labels.shape == (20, 2) and np.isnan(labels[3]).all()
+    keep = np.arange(20) != 3
+    assert np.array_equal(labels[keep], va[frames[keep] - 1])
+
+
+def test_voiced_windows_four_seconds_every_two():
+    windows = voiced_windows([(1.0, 11.0)], 20.0, 4.0, 2.0)
+    assert windows == [(1.0, 5.0), (3.0, 7.0), (5.0, 9.0), (7.0, 11.0)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from avaffect.landmarks import KEY_LANDMARKS
-from avaffect.windows import voiced_windows
+from avaffect.windows import WINDOW_EDGE_TOLERANCE, audio_window_grid
 
 FACE_DESCRIPTOR = (
     "roll", "interocular", "face_height", "center_x", "center_y", "mouth_open", "mouth_width",
@@ -109,23 +109,12 @@ def audio_window_embeddings(samples: np.ndarray, sample_rate: int, voiced_s: lis
     """
     duration = min(len(samples) / sample_rate, n_frames / fps)
     times, logmel = log_mel(samples, sample_rate, stft_window_s, stft_hop_s, n_mels, f_min_hz, f_max_hz)
-    window_ids, step_times = [], []
-    for index, (start, end) in enumerate(voiced_windows(voiced_s, duration, window_s, step_s)):
-        steps = start + np.arange(int(round((end - start) * rate_hz))) / rate_hz
-        window_ids.append(np.full(len(steps), index))
-        step_times.append(steps)
-    window = np.concatenate(window_ids).astype(np.int64) if window_ids else np.zeros(0, np.int64)
-    centres = np.concatenate(step_times) if step_times else np.zeros(0)
-    frames = np.clip(np.round(centres * fps).astype(np.int64) + 1, 1, n_frames)
+    _, columns = audio_window_grid(voiced_s, duration, n_frames, fps, rate_hz, window_s, step_s)
+    centres = columns["time_s"]
     matrix = logmel_statistics(times, logmel, centres, 0.5 / rate_hz)
     if len(matrix) == 0:
         matrix = np.zeros((0, 2 * n_mels), np.float32)
-    return {"window": window, "frame": frames, "time_s": centres}, matrix
-
-
-WINDOW_EDGE_TOLERANCE = 1e-9
-"""Slack, in window lengths, when assigning times to windows: a time computed as frame / fps that should sit on
-a window edge (0.6 / 0.2 = 2.9999999999999996) still opens the later window."""
+    return columns, matrix
 
 
 def functionals(times: np.ndarray, features: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """Temporal models over label-rate sequences of embeddings: (batch, steps, features) -> (batch, steps, outputs).
 
 Each family is a small module built from a frozen config, so a checkpoint can rebuild it: the SUN dynamic
-transformer, the USTC temporal-convolution + transformer, and Savchenko's per-frame linear head.
+transformer, the USTC temporal-convolution + transformer, Savchenko's per-frame linear head, and the SUN audio
+models over frozen PDEM features (AudioModelV1: GRU, AudioModelV2: transformer).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-FAMILIES = ("transformer", "tcn_transformer", "linear")
+FAMILIES = ("transformer", "tcn_transformer", "linear", "audio_gru", "audio_transformer")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class ModelConfig:
     max_len: int = 4096
     tcn_kernel: int = 3
     tcn_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    audio_units: int = 256  # GRU units / transformer width of the audio models
+    audio_heads: tuple[int, ...] = (32, 16)  # AudioModelV2: one transformer layer per entry
+    audio_gru_layers: int = 2  # AudioModelV1
+    audio_dense: int = 256
+    slot_steps: int = 1  # steps per label of the audio models' output (EXPR: one label per second)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,7 +126,55 @@ class LinearHead(nn.Module):
         return self.head(x)
 
 
-_BUILDERS = {"transformer": TemporalTransformer, "tcn_transformer": TCNTransformer, "linear": LinearHead}
+class AudioModel(nn.Module):
+    """The SUN audio models over frozen embeddings: a temporal encoder, a temporal CNN that aggregates
+    `slot_steps` steps into one label slot, two dense layers; each slot's output is given to its steps.
+
+    The encoder is two GRU layers (AudioModelV1, family audio_gru) or transformer layers with the heads of
+    `audio_heads` (AudioModelV2, family audio_transformer).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        units = config.audio_units
+        if config.family == "audio_gru":
+            self.gru = nn.GRU(config.n_features, units, config.audio_gru_layers, batch_first=True,
+                              dropout=config.dropout if config.audio_gru_layers > 1 else 0.0)
+        else:
+            self.project = nn.Linear(config.n_features, units)
+            self.position = SinusoidalPositionalEncoding(units, config.max_len)
+            self.layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(units, heads, config.ff_multiplier * units, config.dropout,
+                                           batch_first=True, norm_first=True)
+                for heads in config.audio_heads
+            )
+        self.aggregate = nn.Conv1d(units, units, config.slot_steps, stride=config.slot_steps)
+        self.dense = nn.Sequential(nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(units, config.audio_dense),
+                                   nn.ReLU(), nn.Dropout(config.dropout),
+                                   nn.Linear(config.audio_dense, config.n_outputs))
+
+    def encode(self, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        if self.config.family == "audio_gru":
+            return self.gru(x)[0]
+        hidden = self.position(self.project(x))
+        for layer in self.layers:
+            hidden = layer(hidden, src_key_padding_mask=padding)
+        return hidden
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        if padding is not None:
+            x = x * (~padding).unsqueeze(-1).to(x.dtype)
+        steps, slot = x.shape[1], self.config.slot_steps
+        hidden = self.encode(x, padding)
+        short = -steps % slot  # a window cut short by the recording's end: its last slot is partial
+        hidden = nn.functional.pad(hidden.transpose(1, 2), (0, short))
+        slots = self.dense(self.aggregate(hidden).transpose(1, 2))
+        return slots.repeat_interleave(slot, dim=1)[:, :steps]
+
+
+_BUILDERS = {"transformer": TemporalTransformer, "tcn_transformer": TCNTransformer, "linear": LinearHead,
+             "audio_gru": AudioModel, "audio_transformer": AudioModel}
 
 
 def build_model(config: ModelConfig) -> nn.Module:

@@ -25,7 +25,7 @@ from avaffect.kelm import KernelELM, class_balance_weights, decode_scores, encod
 from avaffect.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.models import ModelConfig, build_model, output_activation
 from avaffect.tables import read_parquet
-from avaffect.windows import sliding_starts
+from avaffect.windows import majority_per_slot, sliding_starts, slot_of_steps
 
 TASK_OUTPUTS = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
 
@@ -64,6 +64,21 @@ def sequences_from_table(table: pd.DataFrame, video: str, group: str | None) -> 
 def attach_labels(sequence: StepSequence, labels: np.ndarray) -> StepSequence:
     """Labels of the sequence's frames from per-frame labels already aligned to the video's frames."""
     sequence.labels = labels[sequence.frames - 1]
+    return sequence
+
+
+def attach_window_labels(sequence: StepSequence, labels: np.ndarray, fps: float, slot_s: float
+                         ) -> StepSequence:
+    """Labels of an audio window, as the SUN paper forms them: a VA window keeps the values of its steps
+    (20 for 4 s at 5 Hz; invalid ones stay NaN and are masked), an EXPR window one label per `slot_s`
+    (4 for 4 s), the most frequent valid class of the video frames in that slot, given to each of its steps.
+    """
+    if labels.dtype.kind == "f":
+        return attach_labels(sequence, labels)
+    start = float(sequence.times[0])
+    slots = slot_of_steps(sequence.times, start, slot_s)
+    per_slot = majority_per_slot(labels, fps, start, int(slots.max()) + 1, slot_s, EXPR_INVALID)
+    sequence.labels = per_slot[slots]
     return sequence
 
 
@@ -203,10 +218,12 @@ def batch_ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def masked_loss(task: str, loss: str, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                weights: torch.Tensor | None) -> torch.Tensor:
-    """VA: mean squared error or 1 - CCC on tanh outputs; EXPR: (class-weighted) cross-entropy."""
+                weights: torch.Tensor | None, label_smoothing: float = 0.0) -> torch.Tensor:
+    """VA: mean squared error or 1 - CCC on tanh outputs; EXPR: (class-weighted, label-smoothed)
+    cross-entropy."""
     if task == "expr":
-        return nn.functional.cross_entropy(raw[mask], targets[mask], weight=weights)
+        return nn.functional.cross_entropy(raw[mask], targets[mask], weight=weights,
+                                           label_smoothing=label_smoothing)
     pred, target = torch.tanh(raw)[mask], targets[mask]
     return batch_ccc_loss(pred, target) if loss == "ccc" else ((pred - target) ** 2).mean()
 
@@ -223,6 +240,15 @@ class TrainSettings:
     seed: int
     normalization: str = "zscore"
     loss: str = "mse"
+    label_smoothing: float = 0.0  # EXPR cross-entropy
+
+
+def audio_architecture(settings: dict, task: str, expr_label_s: float, rate_hz: float) -> dict:
+    """ModelConfig fields of an audio model from config `audio_model`: EXPR outputs one label per
+    `expr_label_s` (its steps aggregated by the temporal CNN), VA one per step."""
+    return {"audio_units": settings["units"], "audio_gru_layers": settings["gru_layers"],
+            "audio_heads": tuple(settings["heads"]), "audio_dense": settings["dense"],
+            "dropout": settings["dropout"], "slot_steps": round(expr_label_s * rate_hz) if task == "expr" else 1}
 
 
 def score(task: str, sequences: Sequence[StepSequence], predictions: Sequence[np.ndarray]) -> dict[str, float]:
@@ -285,7 +311,8 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
                 continue
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 raw = model(data.inputs[batch].to(device), data.padding[batch].to(device))
-            loss = masked_loss(task, settings.loss, raw.float(), data.targets[batch].to(device), mask, weights)
+            loss = masked_loss(task, settings.loss, raw.float(), data.targets[batch].to(device), mask, weights,
+                               settings.label_smoothing)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -310,7 +337,9 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
 
 def load_checkpoint(checkpoint: dict, device: str) -> tuple[nn.Module, Normalizer]:
     config = dict(checkpoint["config"])
-    config["tcn_dilations"] = tuple(config["tcn_dilations"])
+    for key in ("tcn_dilations", "audio_heads"):
+        if key in config:
+            config[key] = tuple(config[key])
     model = build_model(ModelConfig(**config))
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device), Normalizer.from_state(checkpoint["normalizer"])
@@ -325,8 +354,11 @@ def video_sequences(embedding_file: Path, video: str, modality: str) -> list[Ste
 
 
 def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
-                       embeddings: dict[str, Path], probes: dict[str, dict], log) -> list[StepSequence]:
-    """Sequences of the samples with their labels; annotation/video length mismatches are logged."""
+                       embeddings: dict[str, Path], probes: dict[str, dict], log, expr_label_s: float
+                       ) -> list[StepSequence]:
+    """Sequences of the samples with their labels; annotation/video length mismatches are logged.
+
+    Audio windows take window labels (`attach_window_labels`, EXPR by majority per `expr_label_s`)."""
     out = []
     for sample in samples:
         video = video_of(sample)
@@ -337,7 +369,11 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
             log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
                 "frames without a line are invalid")
         aligned = align_to_frames(labels, n_frames)
-        out += [attach_labels(s, aligned) for s in video_sequences(embeddings[video], video, modality)]
+        sequences = video_sequences(embeddings[video], video, modality)
+        if modality == "audio":
+            out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
+        else:
+            out += [attach_labels(s, aligned) for s in sequences]
     return out
 
 

@@ -1,4 +1,5 @@
-"""Mouth-based voice activity: the target face's inner-lip opening, with hysteresis, per frame."""
+"""Voice activity per frame: the target face's inner-lip opening with hysteresis, Silero VAD on the audio,
+or both; voiced segments."""
 
 from __future__ import annotations
 
@@ -67,16 +68,71 @@ def mouth_vad(opening: np.ndarray, fps: float, baseline_percentile: float, on_de
     return drop_short(speaking, max(1, int(round(min_segment_s * fps))))
 
 
-def vad_table(frames: np.ndarray, fps: float, opening: np.ndarray, speaking: np.ndarray) -> pd.DataFrame:
-    """One row per frame: mouth opening, speaking flag, and the voiced segment it belongs to (-1: none)."""
+def vad_table(frames: np.ndarray, fps: float, speaking: np.ndarray, evidence: dict[str, np.ndarray]
+              ) -> pd.DataFrame:
+    """One row per frame: the evidence columns (mouth opening, per-source flags), the speaking flag, and
+    the voiced segment the frame belongs to (-1: none)."""
     segment = np.full(len(frames), -1, np.int64)
     for i, (start, end) in enumerate(segments(speaking)):
         segment[start:end] = i
-    return pd.DataFrame({"frame": frames, "time_s": (frames - 1) / fps, "mouth_open": opening,
-                         "speaking": speaking, "segment": segment})
+    return pd.DataFrame({"frame": frames, "time_s": (frames - 1) / fps, **evidence, "speaking": speaking,
+                         "segment": segment})
 
 
 def segments_seconds(table: pd.DataFrame, fps: float) -> list[tuple[float, float]]:
     """(start, end) seconds of each voiced segment of a vad table; a segment ends where its last frame ends."""
     voiced = table[table["segment"] >= 0].groupby("segment")["frame"].agg(["min", "max"])
     return [((lo - 1) / fps, hi / fps) for lo, hi in zip(voiced["min"], voiced["max"], strict=True)]
+
+
+VAD_METHODS = ("mouth", "voice", "both")
+"""mouth: the target face's lips; voice: Silero VAD on the audio; both: frames where both agree (the target
+person speaks, rather than another speaker or music)."""
+SILERO_RATES = (8000, 16000)
+
+
+class VoiceActivity:
+    """Silero VAD (the model ships inside the silero-vad wheel), loaded once and reused for every file."""
+
+    def __init__(self) -> None:
+        from silero_vad import load_silero_vad
+
+        self._model = load_silero_vad()
+
+    def speech_seconds(self, samples: np.ndarray, sample_rate: int, threshold: float, min_speech_s: float,
+                       min_silence_s: float, pad_s: float) -> list[tuple[float, float]]:
+        """(start, end) seconds of the speech in a mono signal."""
+        import torch
+        from silero_vad import get_speech_timestamps
+
+        if sample_rate not in SILERO_RATES:
+            raise ValueError(f"Silero VAD needs audio at {' or '.join(map(str, SILERO_RATES))} Hz, got "
+                             f"{sample_rate} Hz (config audio.sample_rate)")
+        if len(samples) == 0:
+            return []
+        stamps = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(samples, np.float32)), self._model, threshold=threshold,
+            sampling_rate=sample_rate, min_speech_duration_ms=round(1000 * min_speech_s),
+            min_silence_duration_ms=round(1000 * min_silence_s), speech_pad_ms=round(1000 * pad_s),
+        )
+        return [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]
+
+
+def frames_in_segments(frames: np.ndarray, fps: float, segments_s: list[tuple[float, float]]) -> np.ndarray:
+    """Whether the centre of each 1-based frame lies inside one of the (start, end) second segments."""
+    centres = (np.asarray(frames, float) - 0.5) / fps
+    inside = np.zeros(len(centres), dtype=bool)
+    for start, end in segments_s:
+        inside |= (centres >= start) & (centres < end)
+    return inside
+
+
+def combine(method: str, mouth: np.ndarray | None, voice: np.ndarray | None) -> np.ndarray:
+    """The speaking flag of a VAD method from the mouth and voice flags it needs."""
+    if method not in VAD_METHODS:
+        raise ValueError(f"unknown vad method '{method}' (expected one of {', '.join(VAD_METHODS)})")
+    if method == "mouth":
+        return mouth
+    if method == "voice":
+        return voice
+    return mouth & voice

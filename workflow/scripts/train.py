@@ -8,7 +8,14 @@ import torch
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.tables import read_json, write_json
-from avaffect.training import KelmSettings, TrainSettings, labelled_sequences, train, train_kelm
+from avaffect.training import (
+    KelmSettings,
+    TrainSettings,
+    audio_architecture,
+    labelled_sequences,
+    train,
+    train_kelm,
+)
 
 log = job_logger(snakemake.log[0], "train")
 p = snakemake.params
@@ -18,7 +25,7 @@ torch.set_num_threads(snakemake.threads)
 embeddings = {Path(f).stem: Path(f) for f in snakemake.input.embeddings}
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 sets = {split: labelled_sequences(names, task, split, Path(p.corpus), spec["modality"], embeddings, probes,
-                                  log.warning)
+                                  log.warning, p.expr_label_s)
         for split, names in p.samples.items()}
 for split, sequences in sets.items():
     if not sequences:
@@ -35,12 +42,17 @@ if spec["family"] == "kelm":
     device = "cpu"
 else:
     t = p.family["training"]
+    audio = p.family.get("audio_model")
     settings = TrainSettings(
         window=round(window_s * p.rate_hz), hop=round(t["hop_s"] * p.rate_hz), epochs=t["epochs"],
         batch_size=t["batch_size"], learning_rate=t["learning_rate"], weight_decay=t["weight_decay"],
         patience=t["patience"], seed=t["seed"], normalization=spec["normalization"], loss=spec["loss"],
+        label_smoothing=audio["label_smoothing"] if audio else 0.0,
     )
-    architecture = dict(p.family["transformer"])
+    if audio:
+        architecture = audio_architecture(audio, task, p.expr_label_s, p.rate_hz)
+    else:
+        architecture = dict(p.family["transformer"])
     if "tcn" in p.family:
         architecture |= {"tcn_kernel": p.family["tcn"]["kernel"], "tcn_dilations": tuple(p.family["tcn"]["dilations"])}
     log.info("training %s on %s", spec["family"], device)

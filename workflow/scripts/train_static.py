@@ -28,7 +28,8 @@ s = p.static
 torch.set_num_threads(snakemake.threads)
 inputs = dict(zip(p.videos, zip(snakemake.input.videos, snakemake.input.faces, snakemake.input.probes, strict=True),
                   strict=True))
-imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet))
+imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet),
+                   accept_unpinned=p.init_weights["key"] in p.accept_unpinned)
             if hasattr(snakemake.input, "imagenet") else None)
 log.info("%s backbone, %s head, %s", s["backbone"], s["task"], f"ImageNet init from {imagenet}" if imagenet
          else "random init (static.imagenet_init: false)")

@@ -1,0 +1,34 @@
+"""PDEM embeddings at the label rate inside windows laid on the voiced segments."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avaffect.faces import resolve_device
+from avaffect.logs import job_logger
+from avaffect.media import read_wav
+from avaffect.pdem import build_pdem, load_pdem_weights, pdem_window_embeddings
+from avaffect.resources import Resource, verify
+from avaffect.tables import read_json, read_parquet, write_embeddings
+from avaffect.vad import segments_seconds
+from avaffect.windows import audio_window_grid
+
+log = job_logger(snakemake.log[0], "audio_embeddings_pdem")
+p = snakemake.params
+torch.set_num_threads(snakemake.threads)
+for name, entry in p.weights.items():
+    verify(Resource(**entry), Path(snakemake.input[name]), accept_unpinned=entry["key"] in p.accept_unpinned)
+model, extractor = build_pdem(Path(snakemake.input.config).parent)
+load_pdem_weights(model, Path(snakemake.input.weights))
+probe = read_json(snakemake.input.probe)
+samples, rate = read_wav(Path(snakemake.input.audio))
+voiced = segments_seconds(read_parquet(snakemake.input.vad), probe["fps"])
+duration = min(len(samples) / rate, probe["n_frames"] / probe["fps"])
+windows, columns = audio_window_grid(voiced, duration, probe["n_frames"], probe["fps"], p.rate_hz,
+                                     p.audio["window_s"], p.audio["step_s"])
+device = resolve_device(p.device)
+matrix = pdem_window_embeddings(model, extractor, samples, rate, windows, p.rate_hz, p.pdem["batch_size"],
+                                device)
+log.info("%d voiced segments, %d windows, %d steps (PDEM on %s)", len(voiced), len(windows), len(matrix), device)
+write_embeddings(columns, matrix, ~np.isnan(matrix).any(axis=1), Path(snakemake.output[0]))
