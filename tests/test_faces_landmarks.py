@@ -61,6 +61,11 @@ def test_tracker_does_not_continue_through_a_cut_to_someone_else():
     person, other = face_appearance(red, box(0, 0, 20)), face_appearance(blue, box(0, 0, 20))
     assert appearance_distance(person, person) == pytest.approx(0, abs=1e-6)
     assert appearance_distance(person, other) > 0.9
+    # A close-up whose frame ends below the face has no torso part: it is still the same person.
+    close_up = face_appearance(red, box(0, 0, red.shape[0]))
+    assert not close_up[close_up.size // 2:].any()
+    assert appearance_distance(close_up, close_up) == pytest.approx(0, abs=1e-6)
+    assert appearance_distance(close_up, person) == pytest.approx(0, abs=1e-6)
     frames = [[replace(box(100, 100), appearance=person)], [replace(box(101, 100), appearance=other)],
               [replace(box(10, 10), appearance=other)], [replace(box(12, 10), appearance=person)]]
     track = track_person(frames, 0.3, max_gap=1, max_appearance_distance=0.5)

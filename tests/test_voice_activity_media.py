@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from avaffect.faces import MediaPipeDetector, detect_all, track_person
+from avaffect.faces import MediaPipeDetector, detect_all, on_tracked_faces, track_person
 from avaffect.landmarks import FaceMesh, landmarks_table
 from avaffect.media import extract_audio, iter_frames, probe_video
 from avaffect.vad import VoiceActivity, combine, frames_in_segments, mouth_vad
@@ -34,9 +34,12 @@ def mouth_and_voice(path, voice):
     info = probe_video(path)
     faces, tracking = CONFIG["faces"], CONFIG["faces"]["tracking"]
     numbers, found = detect_all(iter_frames(path), MediaPipeDetector(**faces["mediapipe"]), faces["batch_size"])
-    track = track_person(found, tracking["min_iou"], max(1, round(tracking["max_gap_s"] * info.fps)))
+    track = track_person(found, tracking["min_iou"], max(1, round(tracking["max_gap_s"] * info.fps)),
+                         max_appearance_distance=tracking["max_appearance_distance"],
+                         appearance_memory=tracking["appearance_memory"])
     boxes = {n: box for n, box in zip(numbers, track, strict=True) if box is not None}
-    points = dict(FaceMesh(CONFIG["landmarks"]["crop_margin"]).run(iter_frames(path, boxes), boxes))
+    mesh = FaceMesh(CONFIG["landmarks"]["crop_margin"])
+    points = dict(on_tracked_faces(iter_frames(path, boxes), boxes, mesh.key_points))
     opening = landmarks_table(numbers, points, info.fps)["mouth_open"].to_numpy(float)
     settings = {k: v for k, v in CONFIG["vad"].items() if k not in ("method", "voice")}
     mouth = mouth_vad(opening, info.fps, **settings)

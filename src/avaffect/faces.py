@@ -136,7 +136,7 @@ def _hsv_histogram(region: np.ndarray) -> np.ndarray:
 
 def face_appearance(image: np.ndarray, box: FaceBox) -> np.ndarray:
     """Appearance of the person of a face box: HSV histograms of the inner face and of the torso below it,
-    each summing to 1/2 (the torso half is empty where the frame ends below the face)."""
+    concatenated, each summing to 1 (the torso part is all zero where the frame ends below the face)."""
     height, width = image.shape[:2]
     w, h = box.x2 - box.x1, box.y2 - box.y1
     fx1, fy1 = int(max(0, box.x1 + APPEARANCE_INNER * w)), int(max(0, box.y1 + APPEARANCE_INNER * h))
@@ -146,14 +146,24 @@ def face_appearance(image: np.ndarray, box: FaceBox) -> np.ndarray:
     ty1, ty2 = int(min(height, box.y2 + TORSO_BELOW[0] * h)), int(min(height, box.y2 + TORSO_BELOW[1] * h))
     face = _hsv_histogram(image[fy1:max(fy2, fy1 + 1), fx1:max(fx2, fx1 + 1)])
     torso = _hsv_histogram(image[ty1:ty2, tx1:tx2])
-    return np.concatenate([face, torso]) / 2
+    return np.concatenate([face, torso])
 
 
 def appearance_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    """Bhattacharyya distance in [0, 1] between two appearance histograms; 0 when either is unknown."""
+    """Bhattacharyya distance in [0, 1] between two appearances, over the parts (face, torso) seen in both;
+    0 when either is unknown.
+
+    A part is left out where one side lacks it (a close-up whose frame ends below the face has no torso),
+    so that the same person framed tighter stays the same person.
+    """
     if a is None or b is None:
         return 0.0
-    return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(a * b)))))
+    coefficients = [np.sum(np.sqrt(part_a / part_a.sum() * (part_b / part_b.sum())))
+                    for part_a, part_b in zip(np.split(a, 2), np.split(b, 2), strict=True)
+                    if part_a.sum() > 0 and part_b.sum() > 0]
+    if not coefficients:
+        return 0.0
+    return float(np.sqrt(max(0.0, 1.0 - np.mean(coefficients))))
 
 
 def with_appearance(image: np.ndarray, faces: Sequence[FaceBox]) -> list[FaceBox]:
