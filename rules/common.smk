@@ -108,7 +108,14 @@ def section(*keys):
     value = config
     for key in keys:
         value = value[key]
-    return {k: value[k] for k in sorted(value)}
+    return sorted_keys(value)
+
+
+def sorted_keys(value):
+    """A copy with every mapping's keys sorted, at any depth."""
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    return value
 
 
 def window_tags(model):
