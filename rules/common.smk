@@ -30,6 +30,8 @@ RESOURCE_BY_FILE = {entry.file: key for key, entry in RESOURCES.items()}
 
 MANIFEST = demo_manifest(CORPUS) if config["corpus"]["demo"] else scan_corpus(CORPUS, tuple(TASKS))
 VIDEOS = sorted(MANIFEST.videos)
+# A sample is one annotated person: the video itself, or one side of a two-person video (`<video>_left`).
+SAMPLES = MANIFEST.all_samples()
 
 
 wildcard_constraints:
@@ -37,6 +39,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     split="|".join(SPLITS),
     video="|".join(map(re.escape, VIDEOS)),
+    sample="|".join(map(re.escape, SAMPLES)),
     window=r"[0-9.]+",
     method="swf|dwf|rf",
     resource_file="|".join(map(re.escape, RESOURCE_BY_FILE)),
@@ -67,9 +70,9 @@ def vad_inputs(wildcards):
     method = config["vad"]["method"]
     inputs = {}
     if method in ("mouth", "both"):
-        inputs["landmarks"] = f"results/landmarks/{wildcards.video}.parquet"
+        inputs["landmarks"] = f"results/landmarks/{wildcards.sample}.parquet"
     if method in ("voice", "both"):
-        inputs["audio"] = f"results/audio/vocals/{wildcards.video}.wav"
+        inputs["audio"] = sample_audio(wildcards)
     return inputs
 
 
@@ -77,21 +80,36 @@ def video_file(wildcards):
     return str(MANIFEST.videos[wildcards.video])
 
 
-def split_videos(task, split):
-    return MANIFEST.videos_of(task, split)
+def sample_video(wildcards):
+    """The video file of a sample; both sides of a two-person video read the same file."""
+    return str(MANIFEST.videos[video_of(wildcards.sample)])
 
 
-def embedding_path(model, video):
+def sample_probe(wildcards):
+    return f"results/probe/{video_of(wildcards.sample)}.json"
+
+
+def sample_audio(wildcards):
+    return f"results/audio/vocals/{video_of(wildcards.sample)}.wav"
+
+
+def split_samples(task, split):
+    return MANIFEST.samples[task][split]
+
+
+def embedding_path(model, sample):
     spec = MODELS[model]
-    return f"results/embeddings/{spec['modality']}/{spec['extractor']}/{video}.parquet"
+    return f"results/embeddings/{spec['modality']}/{spec['extractor']}/{sample}.parquet"
 
 
 def model_embeddings(model, task, splits):
-    return [embedding_path(model, v) for split in splits for v in split_videos(task, split)]
+    return [embedding_path(model, s) for split in splits for s in split_samples(task, split)]
 
 
 def probes(task, splits):
-    return [f"results/probe/{v}.json" for split in splits for v in split_videos(task, split)]
+    """The probe of every video the samples of these splits read, each once."""
+    videos = {video_of(s) for split in splits for s in split_samples(task, split)}
+    return [f"results/probe/{v}.json" for v in sorted(videos)]
 
 
 def annotations(task, split):
@@ -175,9 +193,9 @@ STATIC_TASK = config["static"]["task"]
 STATIC_SPLITS = ["train", "validation"]
 
 
-def static_videos():
-    """Videos whose labelled frames fine-tune the static backbone, train split first."""
-    return sorted({v for split in STATIC_SPLITS for v in split_videos(STATIC_TASK, split)})
+def static_samples():
+    """Samples whose labelled frames fine-tune the static backbone."""
+    return sorted({s for split in STATIC_SPLITS for s in split_samples(STATIC_TASK, split)})
 
 
 def static_init_weights(wildcards):

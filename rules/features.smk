@@ -1,13 +1,13 @@
 rule face_embeddings:
     input:
-        landmarks="results/landmarks/{video}.parquet",
-        probe="results/probe/{video}.json",
+        landmarks="results/landmarks/{sample}.parquet",
+        probe=sample_probe,
     output:
-        "results/embeddings/face/landmarks/{video}.parquet",
+        "results/embeddings/face/landmarks/{sample}.parquet",
     log:
-        "results/logs/face_embeddings/landmarks/{video}.log",
+        "results/logs/face_embeddings/landmarks/{sample}.log",
     benchmark:
-        "results/benchmarks/face_embeddings/landmarks/{video}.tsv"
+        "results/benchmarks/face_embeddings/landmarks/{sample}.tsv"
     params:
         rate_hz=config["embeddings"]["rate_hz"],
     threads: 1
@@ -21,15 +21,15 @@ rule face_embeddings:
 
 rule audio_embeddings:
     input:
-        audio="results/audio/vocals/{video}.wav",
-        vad="results/vad/{video}.parquet",
-        probe="results/probe/{video}.json",
+        audio=sample_audio,
+        vad="results/vad/{sample}.parquet",
+        probe=sample_probe,
     output:
-        "results/embeddings/audio/logmel/{video}.parquet",
+        "results/embeddings/audio/logmel/{sample}.parquet",
     log:
-        "results/logs/audio_embeddings/logmel/{video}.log",
+        "results/logs/audio_embeddings/logmel/{sample}.log",
     benchmark:
-        "results/benchmarks/audio_embeddings/logmel/{video}.tsv"
+        "results/benchmarks/audio_embeddings/logmel/{sample}.tsv"
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         audio=section("embeddings", "audio"),
@@ -44,16 +44,16 @@ rule audio_embeddings:
 
 rule face_embeddings_static:
     input:
-        video=video_file,
-        faces="results/faces/{video}.parquet",
-        probe="results/probe/{video}.json",
+        video=sample_video,
+        faces="results/faces/{sample}.parquet",
+        probe=sample_probe,
         checkpoint="results/static/checkpoint.pt",
     output:
-        "results/embeddings/face/static/{video}.parquet",
+        "results/embeddings/face/static/{sample}.parquet",
     log:
-        "results/logs/face_embeddings/static/{video}.log",
+        "results/logs/face_embeddings/static/{sample}.log",
     benchmark:
-        "results/benchmarks/face_embeddings/static/{video}.tsv"
+        "results/benchmarks/face_embeddings/static/{sample}.tsv"
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         crop_margin_px=config["faces"]["crop_margin_px"],
@@ -70,16 +70,16 @@ rule face_embeddings_static:
 
 rule face_embeddings_blendshapes:
     input:
-        video=video_file,
-        faces="results/faces/{video}.parquet",
-        probe="results/probe/{video}.json",
+        video=sample_video,
+        faces="results/faces/{sample}.parquet",
+        probe=sample_probe,
         task_file=resource_path("mediapipe_face_landmarker"),
     output:
-        "results/embeddings/face/blendshapes/{video}.parquet",
+        "results/embeddings/face/blendshapes/{sample}.parquet",
     log:
-        "results/logs/face_embeddings/blendshapes/{video}.log",
+        "results/logs/face_embeddings/blendshapes/{sample}.log",
     benchmark:
-        "results/benchmarks/face_embeddings/blendshapes/{video}.tsv"
+        "results/benchmarks/face_embeddings/blendshapes/{sample}.tsv"
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         blendshapes=section("blendshapes"),
@@ -95,18 +95,18 @@ rule face_embeddings_blendshapes:
 
 rule audio_embeddings_pdem:
     input:
-        audio="results/audio/vocals/{video}.wav",
-        vad="results/vad/{video}.parquet",
-        probe="results/probe/{video}.json",
+        audio=sample_audio,
+        vad="results/vad/{sample}.parquet",
+        probe=sample_probe,
         config=resource_path("pdem_config"),
         preprocessor=resource_path("pdem_preprocessor_config"),
         weights=resource_path("pdem_weights"),
     output:
-        "results/embeddings/audio/pdem/{video}.parquet",
+        "results/embeddings/audio/pdem/{sample}.parquet",
     log:
-        "results/logs/audio_embeddings/pdem/{video}.log",
+        "results/logs/audio_embeddings/pdem/{sample}.log",
     benchmark:
-        "results/benchmarks/audio_embeddings/pdem/{video}.tsv"
+        "results/benchmarks/audio_embeddings/pdem/{sample}.tsv"
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},

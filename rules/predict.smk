@@ -1,7 +1,7 @@
 rule predict:
     input:
         checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
-        embeddings=lambda w: [embedding_path(w.model, v) for v in split_videos(w.task, w.split)],
+        embeddings=lambda w: [embedding_path(w.model, s) for s in split_samples(w.task, w.split)],
     output:
         "results/predictions/raw/{model}/{task}/w{window}/{split}.parquet",
     log:
@@ -9,7 +9,7 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
     params:
-        videos=lambda w: split_videos(w.task, w.split),
+        samples=lambda w: split_samples(w.task, w.split),
         modality=lambda w: MODELS[w.model]["modality"],
         device=config["device"],
     threads: 1
@@ -60,7 +60,7 @@ rule smooth_predictions:
     benchmark:
         "results/benchmarks/smooth_predictions/{model}/{task}/{split}.tsv"
     params:
-        videos=lambda w: split_videos(w.task, w.split),
+        samples=lambda w: split_samples(w.task, w.split),
         smoothing=lambda w: smoothing_settings(w.model),
     threads: 1
     resources:

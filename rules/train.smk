@@ -31,9 +31,9 @@ rule train:
 rule train_static:
     input:
         unpack(static_init_weights),
-        videos=lambda w: [str(MANIFEST.videos[v]) for v in static_videos()],
-        faces=lambda w: [f"results/faces/{v}.parquet" for v in static_videos()],
-        probes=lambda w: [f"results/probe/{v}.json" for v in static_videos()],
+        videos=lambda w: [str(MANIFEST.videos[video_of(s)]) for s in static_samples()],
+        faces=lambda w: [f"results/faces/{s}.parquet" for s in static_samples()],
+        probes=lambda w: [f"results/probe/{video_of(s)}.json" for s in static_samples()],
         annotations=lambda w: [a for split in STATIC_SPLITS for a in annotations(STATIC_TASK, split)],
     output:
         checkpoint="results/static/checkpoint.pt",
@@ -44,7 +44,7 @@ rule train_static:
     benchmark:
         "results/benchmarks/train_static.tsv"
     params:
-        videos=static_videos(),
+        static_samples=static_samples(),
         samples=samples_by_split(STATIC_TASK, STATIC_SPLITS),
         corpus=str(CORPUS),
         static=section("static"),

@@ -19,14 +19,14 @@ rule probe_video:
 rule detect_faces:
     input:
         unpack(detector_weights),
-        video=video_file,
-        probe="results/probe/{video}.json",
+        video=sample_video,
+        probe=sample_probe,
     output:
-        "results/faces/{video}.parquet",
+        "results/faces/{sample}.parquet",
     log:
-        "results/logs/detect_faces/{video}.log",
+        "results/logs/detect_faces/{sample}.log",
     benchmark:
-        "results/benchmarks/detect_faces/{video}.tsv"
+        "results/benchmarks/detect_faces/{sample}.tsv"
     params:
         detector=config["faces"]["detector"],
         settings={name: section("faces", name) for name in config["faces"]["detector"].split("+")},
@@ -45,15 +45,15 @@ rule detect_faces:
 
 rule face_landmarks:
     input:
-        video=video_file,
-        faces="results/faces/{video}.parquet",
-        probe="results/probe/{video}.json",
+        video=sample_video,
+        faces="results/faces/{sample}.parquet",
+        probe=sample_probe,
     output:
-        "results/landmarks/{video}.parquet",
+        "results/landmarks/{sample}.parquet",
     log:
-        "results/logs/face_landmarks/{video}.log",
+        "results/logs/face_landmarks/{sample}.log",
     benchmark:
-        "results/benchmarks/face_landmarks/{video}.tsv"
+        "results/benchmarks/face_landmarks/{sample}.tsv"
     params:
         crop_margin=config["landmarks"]["crop_margin"],
     threads: 1
@@ -68,13 +68,13 @@ rule face_landmarks:
 rule voice_activity:
     input:
         unpack(vad_inputs),
-        probe="results/probe/{video}.json",
+        probe=sample_probe,
     output:
-        "results/vad/{video}.parquet",
+        "results/vad/{sample}.parquet",
     log:
-        "results/logs/voice_activity/{video}.log",
+        "results/logs/voice_activity/{sample}.log",
     benchmark:
-        "results/benchmarks/voice_activity/{video}.tsv"
+        "results/benchmarks/voice_activity/{sample}.tsv"
     params:
         vad=section("vad"),
     threads: 1

@@ -7,8 +7,10 @@ from avaffect.corpus import (
     align_to_frames,
     annotation_path,
     challenge_test_list,
+    probes_by_sample,
     read_annotation,
     scan_corpus,
+    side_of,
     video_of,
 )
 
@@ -66,9 +68,12 @@ def test_scan_corpus_and_two_person_names(tmp_path):
         write(tmp_path / "videos" / f"{video}.mp4", "x")
     manifest = scan_corpus(tmp_path, ("va",))
     assert manifest.samples["va"]["train"] == ["a", "b_left", "b_right"]
-    assert manifest.videos_of("va", "train") == ["a", "b"]
+    assert manifest.all_samples() == ["a", "b_left", "b_right", "c", "d"]
     assert sorted(manifest.videos) == ["a", "b", "c", "d"]
     assert video_of("b_left") == "b" and manifest.split_of("va", "d") == "test"
+    assert [side_of(s) for s in ("a", "b_left", "b_right")] == [None, "left", "right"]
+    probes = probes_by_sample(["a", "b_left", "b_right"], {"a": {"n_frames": 3}, "b": {"n_frames": 5}})
+    assert {s: p["n_frames"] for s, p in probes.items()} == {"a": 3, "b_left": 5, "b_right": 5}
 
 
 def test_scan_corpus_names_missing_video(tmp_path):

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from conftest import REPO
 
+from avaffect.corpus import video_of
 from avaffect.demo import demo_manifest
 from avaffect.submission import expected_rows, read_submission, validate
 from avaffect.workdir import copy_workflow, planned_jobs
@@ -74,8 +75,9 @@ def slurm_run(slurm_conf, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
     return workdir, planned, ran
 
 
-def frame_counts(workdir: Path, videos: list[str]) -> dict[str, int]:
-    return {v: json.loads((workdir / "results" / "probe" / f"{v}.json").read_text())["n_frames"] for v in videos}
+def frame_counts(workdir: Path, samples: list[str]) -> dict[str, int]:
+    return {s: json.loads((workdir / "results" / "probe" / f"{video_of(s)}.json").read_text())["n_frames"]
+            for s in samples}
 
 
 def test_both_submissions_are_written_and_valid(slurm_run):
@@ -84,7 +86,7 @@ def test_both_submissions_are_written_and_valid(slurm_run):
     for task in ("va", "expr"):
         path = workdir / "results" / f"submission_{task}.txt"
         table = read_submission(path, task)
-        validate(table, task, expected_rows(frame_counts(workdir, manifest.videos_of(task, "test"))), str(path))
+        validate(table, task, expected_rows(frame_counts(workdir, manifest.samples[task]["test"])), str(path))
 
 
 def test_every_job_ran_as_a_slurm_job_with_per_video_rules_grouped(slurm_run, slurm_conf):

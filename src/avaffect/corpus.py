@@ -43,10 +43,21 @@ def challenge_test_list(root: Path, task: str) -> Path:
 
 def video_of(sample: str) -> str:
     """The video a sample reads: two-person samples `<video>_left` / `_right` share one video."""
+    side = side_of(sample)
+    return sample[: -len(side) - 1] if side else sample
+
+
+def probes_by_sample(samples: list[str], probes: dict[str, dict]) -> dict[str, dict]:
+    """The probe of each sample's video, keyed by sample."""
+    return {sample: probes[video_of(sample)] for sample in samples}
+
+
+def side_of(sample: str) -> str | None:
+    """Which person of a two-person video the sample annotates ("left" / "right"), or None."""
     for suffix in TWO_PERSON_SUFFIXES:
         if sample.endswith(suffix):
-            return sample[: -len(suffix)]
-    return sample
+            return suffix[1:]
+    return None
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,9 @@ class Manifest:
                 return split
         raise KeyError(f"{sample} is not a {task} sample")
 
-    def videos_of(self, task: str, split: str) -> list[str]:
-        return sorted({video_of(s) for s in self.samples[task][split]})
+    def all_samples(self) -> list[str]:
+        """Every sample of every task and split, each once (the tasks share videos)."""
+        return sorted({s for per_split in self.samples.values() for names in per_split.values() for s in names})
 
 
 def _find_video(root: Path, video: str) -> Path:

@@ -34,6 +34,7 @@ from avaffect.corpus import (
     align_to_frames,
     annotation_path,
     read_annotation,
+    video_of,
 )
 from avaffect.metrics import (
     MIN_CCC_VALUES,
@@ -791,7 +792,8 @@ def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: st
     out-of-fold and in-sample scores), "selected" (best_fusion: the best out-of-fold score) and "prior".
     """
     stacked = _stack(tables, columns, models)
-    groups = tables[0]["video"].to_numpy()
+    # The two people of a two-person video share scenes and often labels: they stay in one fold.
+    groups = tables[0]["video"].map(video_of).to_numpy()
     fitted = {method: fit_fusion(method, stacked, labels, groups, task, n_draws, seed, n_folds,
                                  search_max_rows=search_max_rows, rf_max_rows=rf_max_rows, n_jobs=n_jobs)
               for method in methods}

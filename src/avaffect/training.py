@@ -369,7 +369,7 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
             log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
                 "frames without a line are invalid")
         aligned = align_to_frames(labels, n_frames)
-        sequences = video_sequences(embeddings[video], video, modality)
+        sequences = video_sequences(embeddings[sample], sample, modality)
         if modality == "audio":
             out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
         else:

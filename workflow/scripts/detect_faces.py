@@ -1,7 +1,8 @@
-"""Detect faces in every frame and keep the same person across frames."""
+"""Detect faces in every frame and keep the sample's person across frames (a side of a two-person video)."""
 
 from pathlib import Path
 
+from avaffect.corpus import side_of
 from avaffect.faces import build_detector, detect_all, faces_table, track_person
 from avaffect.logs import job_logger
 from avaffect.media import iter_frames
@@ -10,16 +11,18 @@ from avaffect.tables import read_json, write_parquet
 
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
-fps = read_json(snakemake.input.probe)["fps"]
+probe = read_json(snakemake.input.probe)
+fps, side = probe["fps"], side_of(snakemake.wildcards.sample)
 weights = {name: verify(Resource(**entry), Path(snakemake.input[name])) for name, entry in p.weights.items()}
 detector = build_detector(p.detector, p.settings, p.device, weights)
 numbers, found = detect_all(iter_frames(Path(snakemake.input.video)), detector, p.batch_size)
 t = p.tracking
-track = track_person(found, t["min_iou"], max(1, round(t["max_gap_s"] * fps)),
+track = track_person(found, t["min_iou"], max(1, round(t["max_gap_s"] * fps)), side, probe["width"],
                      max_appearance_distance=t["max_appearance_distance"], appearance_memory=t["appearance_memory"])
 table = faces_table(numbers, track, [len(f) for f in found], fps)
 seen = int(table["has_face"].sum())
-log.info("%s: tracked face in %d of %d frames (%s)", snakemake.input.video, seen, len(table), detector.name)
+log.info("%s: tracked %s face in %d of %d frames (%s)", snakemake.input.video, f"the {side}" if side else "a", seen,
+         len(table), detector.name)
 if seen == 0:
     log.warning("%s: no face found in any frame; face models will have no embeddings for it",
                 snakemake.input.video)

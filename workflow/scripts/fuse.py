@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from avaffect.corpus import PREDICTION_COLUMNS
+from avaffect.corpus import PREDICTION_COLUMNS, probes_by_sample
 from avaffect.fusion import apply_fitted_fusion, compare_fusions, filled_table, frame_labels
 from avaffect.logs import job_logger
 from avaffect.tables import read_json, read_parquet, write_json, write_parquet
@@ -13,7 +13,8 @@ task, method = snakemake.wildcards.task, snakemake.wildcards.method
 columns = list(PREDICTION_COLUMNS[task])
 validation = [read_parquet(f) for f in snakemake.input.validation]
 test = [read_parquet(f) for f in snakemake.input.test]
-probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
+probes = probes_by_sample(list(validation[0]["video"].unique()),
+                          {Path(f).stem: read_json(f) for f in snakemake.input.probes})
 labels = frame_labels(validation[0], task, "validation", Path(p.corpus), probes, log.warning)
 s = p.fusion
 fitted, report = compare_fusions(validation, labels, task, columns, p.models, [method], s.get("draws", 1), s["seed"],

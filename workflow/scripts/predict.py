@@ -1,4 +1,4 @@
-"""Label-rate predictions of one model for the videos of one split."""
+"""Label-rate predictions of one model for the samples of one split."""
 
 from pathlib import Path
 
@@ -15,9 +15,9 @@ task = snakemake.wildcards.task
 columns = list(PREDICTION_COLUMNS[task])
 checkpoint = torch.load(snakemake.input.checkpoint, map_location="cpu", weights_only=True)
 sequences = []
-for video, path in zip(snakemake.params.videos, snakemake.input.embeddings, strict=True):
-    found = video_sequences(Path(path), video, snakemake.params.modality)
-    log.info("%s: %d steps with an embedding", video, sum(int(s.present.sum()) for s in found))
+for sample, path in zip(snakemake.params.samples, snakemake.input.embeddings, strict=True):
+    found = video_sequences(Path(path), sample, snakemake.params.modality)
+    log.info("%s: %d steps with an embedding", sample, sum(int(s.present.sum()) for s in found))
     sequences += found
 if checkpoint.get("family") == "kelm":
     table = predict_kelm(checkpoint, sequences, columns)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from avaffect.corpus import video_of
+from avaffect.corpus import probes_by_sample
 from avaffect.logs import job_logger
 from avaffect.metrics import PRIMARY_METRIC
 from avaffect.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
@@ -10,8 +10,8 @@ from avaffect.tables import read_json, read_parquet
 
 log = job_logger(snakemake.log[0], "submission")
 task = snakemake.wildcards.task
-probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
-frame_counts = {sample: probes[video_of(sample)]["n_frames"] for sample in snakemake.params.samples}
+probes = probes_by_sample(snakemake.params.samples, {Path(f).stem: read_json(f) for f in snakemake.input.probes})
+frame_counts = {sample: probe["n_frames"] for sample, probe in probes.items()}
 scores = {method: read_json(f)["fusion"][method]["out_of_fold"][PRIMARY_METRIC[task]]
           for method, f in zip(snakemake.params.methods, snakemake.input.metrics, strict=True)}
 chosen = max(scores, key=scores.get)

@@ -15,7 +15,7 @@ from avaffect.backbones import (
     labelled_crops,
     labelled_frames,
 )
-from avaffect.corpus import align_to_frames, annotation_path, read_annotation, video_of
+from avaffect.corpus import align_to_frames, annotation_path, read_annotation
 from avaffect.faces import boxes_from_table, resolve_device
 from avaffect.logs import job_logger
 from avaffect.media import iter_frames
@@ -26,8 +26,8 @@ log = job_logger(snakemake.log[0], "train_static")
 p = snakemake.params
 s = p.static
 torch.set_num_threads(snakemake.threads)
-inputs = dict(zip(p.videos, zip(snakemake.input.videos, snakemake.input.faces, snakemake.input.probes, strict=True),
-                  strict=True))
+inputs = dict(zip(p.static_samples,
+                  zip(snakemake.input.videos, snakemake.input.faces, snakemake.input.probes, strict=True), strict=True))
 imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet),
                    accept_unpinned=p.init_weights["key"] in p.accept_unpinned)
             if hasattr(snakemake.input, "imagenet") else None)
@@ -39,7 +39,7 @@ data = {}
 for split, samples in p.samples.items():
     crops, labels = [], []
     for sample in samples:
-        video_path, faces_path, probe_path = inputs[video_of(sample)]
+        video_path, faces_path, probe_path = inputs[sample]
         n_frames = read_json(probe_path)["n_frames"]
         annotation = annotation_path(Path(p.corpus), s["task"], split, sample)
         aligned = align_to_frames(read_annotation(annotation, s["task"]), n_frames)
