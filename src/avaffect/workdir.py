@@ -6,8 +6,9 @@ import re
 import shutil
 from pathlib import Path
 
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs", "resources/manifest.yaml")
-"""What snakemake reads of a checkout; resources/ travels without the model files fetched into it."""
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs", "resources/manifest.yaml", "src")
+"""What snakemake reads of a checkout; resources/ travels without the model files fetched into it, src/ so
+that environments which do not install the library (conda, the Spleeter venv) import the copy's."""
 
 
 def copy_workflow(repo: Path, destination: Path) -> Path:
