@@ -12,6 +12,7 @@ Opt-in, because of the venv build: AVAFFECT_TEST_SPLEETER=1 .venv/bin/python -m 
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from conftest import REPO
 from test_workflow import make_workdir, snakemake
 
 from avaffect.media import read_wav
+from avaffect.separation import unpack_checkpoint
 
 pytestmark = [
     pytest.mark.workflow,
@@ -28,7 +30,13 @@ pytestmark = [
                        reason="builds the Spleeter venv (pip, TensorFlow, minutes): set AVAFFECT_TEST_SPLEETER=1"),
 ]
 VENV_READY = ".snakemake/venvs/spleeter/pins.txt"
+VENV_PYTHON = ".snakemake/venvs/spleeter/bin/python"
 VOICED, SILENT = "demo09", "demo13"  # 10 s of audio; a video without audio
+
+
+def write_untrained_checkpoint(workdir: Path, archive: Path, seed: int) -> None:
+    subprocess.run([workdir / VENV_PYTHON, REPO / "tests" / "spleeter_untrained_checkpoint.py", archive, str(seed)],
+                   check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +51,43 @@ def spleeter_run(tmp_path_factory):
     started = time.monotonic()
     snakemake(workdir, VENV_READY, "--configfile", "spleeter.yaml")
     print(f"spleeter_venv: {time.monotonic() - started:.0f} s")
-    python = workdir / ".snakemake" / "venvs" / "spleeter" / "bin" / "python"
-    subprocess.run([python, REPO / "tests" / "spleeter_untrained_checkpoint.py", mirror / "spleeter" / "2stems.tar.gz",
-                    "1"], check=True, capture_output=True)
+    write_untrained_checkpoint(workdir, mirror / "spleeter" / "2stems.tar.gz", seed=1)
     targets = [f"results/audio/vocals/{v}.wav" for v in (VOICED, SILENT)]
     snakemake(workdir, *targets, "--configfile", "spleeter.yaml")
     return workdir
 
 
-def test_vocals_are_16k_mono_as_long_as_the_audio_and_use_the_checkpoint(spleeter_run):
+def separate_directly(workdir: Path, model_dir: Path, output: Path) -> subprocess.CompletedProcess:
+    """The rule's script run by hand with the venv's Python, on another model folder."""
+    return subprocess.run(
+        [workdir / VENV_PYTHON, REPO / "workflow" / "scripts" / "separate_vocals_spleeter.py",
+         workdir / "results" / "audio" / "raw" / f"{VOICED}.wav", model_dir, output,
+         "--log", output.with_suffix(".log"), "--chunk-s", "4", "--overlap-s", "0.5"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def test_vocals_are_16k_mono_as_long_as_the_audio(spleeter_run):
     raw, raw_rate = read_wav(spleeter_run / "results" / "audio" / "raw" / f"{VOICED}.wav")
-    vocals_path = spleeter_run / "results" / "audio" / "vocals" / f"{VOICED}.wav"
-    vocals, rate = read_wav(vocals_path)
+    vocals, rate = read_wav(spleeter_run / "results" / "audio" / "vocals" / f"{VOICED}.wav")
     assert rate == raw_rate == 16000 and len(vocals) == len(raw) > 0
     assert np.abs(vocals).max() > 0 and not np.allclose(vocals, raw, atol=1e-3)
     log = (spleeter_run / "results" / "logs" / "separate_vocals" / f"{VOICED}.log").read_text()
     assert "checkpoint files match" in log and "chunks of 4 s" in log
     silent, _ = read_wav(spleeter_run / "results" / "audio" / "vocals" / f"{SILENT}.wav")
     assert len(silent) == 0
-    # Spleeter without a checkpoint initialises at random on every run; restored weights give the same vocals.
-    first = vocals_path.read_bytes()
-    snakemake(spleeter_run, str(vocals_path.relative_to(spleeter_run)), "--configfile", "spleeter.yaml",
-              "--forcerun", "separate_vocals")
-    assert vocals_path.read_bytes() == first
+
+
+def test_the_separation_uses_the_checkpoint_weights(spleeter_run, tmp_path):
+    """Spleeter's own initialisation is seeded (he_uniform, seed 50), so random weights would give the same
+    vocals every time: another checkpoint must give other vocals."""
+    archive = tmp_path / "2stems.tar.gz"
+    write_untrained_checkpoint(spleeter_run, archive, seed=2)
+    unpack_checkpoint(archive, tmp_path / "2stems")
+    result = separate_directly(spleeter_run, tmp_path / "2stems", tmp_path / "vocals.wav")
+    assert result.returncode == 0, result.stderr[-2000:]
+    other, _ = read_wav(tmp_path / "vocals.wav")
+    vocals, _ = read_wav(spleeter_run / "results" / "audio" / "vocals" / f"{VOICED}.wav")
+    assert len(other) == len(vocals) and not np.allclose(other, vocals, atol=1e-3)
 
 
 def test_a_corrupt_checkpoint_file_stops_separation_with_its_name(spleeter_run):
@@ -84,11 +106,6 @@ def test_a_corrupt_checkpoint_file_stops_separation_with_its_name(spleeter_run):
 def test_an_empty_model_folder_is_refused_by_the_separation_script(spleeter_run, tmp_path):
     empty = tmp_path / "2stems"
     empty.mkdir()
-    python = spleeter_run / ".snakemake" / "venvs" / "spleeter" / "bin" / "python"
-    result = subprocess.run(
-        [python, REPO / "workflow" / "scripts" / "separate_vocals_spleeter.py",
-         spleeter_run / "results" / "audio" / "raw" / f"{VOICED}.wav", empty, tmp_path / "vocals.wav",
-         "--log", tmp_path / "log", "--chunk-s", "4", "--overlap-s", "0.5"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    result = separate_directly(spleeter_run, empty, tmp_path / "vocals.wav")
     assert result.returncode != 0 and f"{empty}: SHA256SUMS missing" in result.stderr
     assert not (tmp_path / "vocals.wav").exists()
