@@ -33,6 +33,8 @@ if len(samples) == 0:
 else:
     # Spleeter finds its model as $MODEL_PATH/2stems, and reads the variable when it is imported.
     os.environ["MODEL_PATH"] = str(model_dir.parent)
+    # TensorFlow's start-up notices (no CUDA, no TensorRT, CPU instructions) would bury the job's warnings.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from spleeter.separator import Separator
     from spleeter.utils.configuration import load_configuration
 
