@@ -58,8 +58,6 @@ else:
             "results/logs/separate_vocals/{video}.log",
         benchmark:
             "results/benchmarks/separate_vocals/{video}.tsv"
-        params:
-            method=config["separation"]["method"],
         threads: 1
         resources:
             mem_mb=1000,

@@ -18,7 +18,7 @@ def copy_workflow(repo: Path, destination: Path) -> Path:
         source, target = Path(repo) / name, destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(source, target)
     return destination
