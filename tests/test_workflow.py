@@ -136,10 +136,10 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
                                            "fetch_resource": 1, "unpack_spleeter_model": 1, "spleeter_venv": 1,
                                            "separate_vocals": 1}
     assert ".snakemake/venvs/spleeter/bin/python" in result.stdout
-    overlapping = snakemake(workdir, "-n", "--config",
-                            "separation={'method': 'spleeter', 'spleeter': {'chunk_s': 1.0, 'overlap_s': 1.0}}",
-                            check=False)
-    assert overlapping.returncode != 0 and "overlap_s must be shorter than chunk_s" in overlapping.stderr
+    (workdir / "overlap.yaml").write_text("separation: {method: spleeter, spleeter: {chunk_s: 1.0, overlap_s: 1.0}}\n")
+    overlapping = snakemake(workdir, "-n", "--configfile", "overlap.yaml", check=False)
+    assert overlapping.returncode != 0
+    assert "overlap_s must be shorter than chunk_s" in overlapping.stdout + overlapping.stderr
 
 
 def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):

@@ -15,7 +15,6 @@ from math import ceil, gcd
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from avaffect.files import atomic_write
 from avaffect.resources import sha256_of
@@ -38,6 +37,9 @@ class SeparationError(RuntimeError):
 def resample(samples: np.ndarray, from_rate: int, to_rate: int, length: int | None = None) -> np.ndarray:
     """Polyphase resampling along axis 0, cut or zero-padded to `length` samples (default: the duration's
     length at `to_rate`, rounded up), so that a round trip returns exactly as many samples as it took."""
+    # Imported here: scipy.signal takes seconds to import, and every Snakemake start imports this module.
+    from scipy.signal import resample_poly
+
     common = gcd(from_rate, to_rate)
     up, down = to_rate // common, from_rate // common
     if length is None:
