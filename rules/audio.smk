@@ -19,21 +19,86 @@ rule extract_audio:
         "../workflow/scripts/extract_audio.py"
 
 
-rule separate_vocals:
+if config["separation"]["method"] == "spleeter":
+
+    rule separate_vocals:
+        input:
+            unpack(spleeter_runtime),
+            audio="results/audio/raw/{video}.wav",
+            model=SPLEETER_MODEL_FILES,
+        output:
+            "results/audio/vocals/{video}.wav",
+        log:
+            "results/logs/separate_vocals/{video}.log",
+        benchmark:
+            "results/benchmarks/separate_vocals/{video}.tsv"
+        params:
+            python=lambda w, input: "python" if SPLEETER_IN_CONDA else venv_python(Path(input.venv).parent),
+            script=Path(workflow.basedir) / "workflow" / "scripts" / "separate_vocals_spleeter.py",
+            model_dir=lambda w, input: Path(input.model[0]).parent,
+            chunk_s=config["separation"]["spleeter"]["chunk_s"],
+            overlap_s=config["separation"]["spleeter"]["overlap_s"],
+        threads: config["separation"]["spleeter"]["threads"]
+        resources:
+            mem_mb=config["separation"]["spleeter"]["mem_mb"],
+        conda:
+            "../envs/spleeter.yaml"
+        shell:
+            "{params.python} {params.script:q} {input.audio:q} {params.model_dir:q} {output:q} --log {log:q} "
+            "--chunk-s {params.chunk_s} --overlap-s {params.overlap_s}"
+
+else:
+
+    rule separate_vocals:
+        input:
+            "results/audio/raw/{video}.wav",
+        output:
+            "results/audio/vocals/{video}.wav",
+        log:
+            "results/logs/separate_vocals/{video}.log",
+        benchmark:
+            "results/benchmarks/separate_vocals/{video}.tsv"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        conda:
+            "../envs/main.yaml"
+        script:
+            "../workflow/scripts/separate_vocals.py"
+
+
+rule unpack_spleeter_model:
     input:
-        "results/audio/raw/{video}.wav",
+        resource_path("spleeter_2stems"),
     output:
-        "results/audio/vocals/{video}.wav",
+        SPLEETER_MODEL_FILES,
     log:
-        "results/logs/separate_vocals/{video}.log",
-    benchmark:
-        "results/benchmarks/separate_vocals/{video}.tsv"
+        "results/logs/unpack_spleeter_model.log",
     params:
-        method=config["separation"]["method"],
+        model_dir=lambda w, output: Path(output[0]).parent,
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
     conda:
         "../envs/main.yaml"
     script:
-        "../workflow/scripts/separate_vocals.py"
+        "../workflow/scripts/unpack_spleeter_model.py"
+
+
+rule spleeter_venv:
+    output:
+        f"{SPLEETER_VENV}/{VENV_READY_FILE}",
+    log:
+        "results/logs/spleeter_venv.log",
+    params:
+        venv=lambda w, output: Path(output[0]).parent,
+        env_file=SPLEETER_ENV,
+        pins=pip_pins(SPLEETER_ENV),
+        python=python_version(SPLEETER_ENV),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/build_venv.py"

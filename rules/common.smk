@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 # Jobs import the library from this checkout, also in --use-conda environments, which do not install it;
 # cluster jobs inherit the variable.
@@ -14,16 +15,12 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("
 from avaffect.corpus import SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
 from avaffect.resources import load_manifest  # noqa: E402
+from avaffect.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
+from avaffect.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
 
 TASKS = config["tasks"]
 MODELS = config["models"]
 CORPUS = Path(config["corpus"]["root"])
-
-if config["separation"]["method"] == "spleeter":
-    raise WorkflowError(
-        "config separation.method: 'spleeter' is not available in this version (it needs its own "
-        "TensorFlow environment); set separation.method to 'none'"
-    )
 
 RESOURCES = load_manifest(Path(workflow.basedir) / "resources" / "manifest.yaml")
 RESOURCE_BY_FILE = {entry.file: key for key, entry in RESOURCES.items()}
@@ -203,3 +200,18 @@ def static_init_weights(wildcards):
     if not config["static"]["imagenet_init"]:
         return {}
     return {"imagenet": resource_path(f"timm_{config['static']['backbone']}")}
+
+
+if not config["separation"]["spleeter"]["overlap_s"] < config["separation"]["spleeter"]["chunk_s"]:
+    raise WorkflowError("config separation.spleeter: overlap_s must be shorter than chunk_s")
+SPLEETER_ENV = Path(workflow.basedir) / "envs" / "spleeter.yaml"
+SPLEETER_VENV = ".snakemake/venvs/spleeter"
+# --use-conda runs the Spleeter rule in envs/spleeter.yaml; otherwise in a venv built from the same pins.
+SPLEETER_IN_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+SPLEETER_MODEL_DIR = "resources/spleeter/2stems"
+SPLEETER_MODEL_FILES = [f"{SPLEETER_MODEL_DIR}/{name}" for name in (*SPLEETER_CHECKPOINT_FILES, DIGESTS_FILE)]
+
+
+def spleeter_runtime(wildcards):
+    """The built venv as an input, unless conda provides the environment."""
+    return {} if SPLEETER_IN_CONDA else {"venv": f"{SPLEETER_VENV}/{VENV_READY_FILE}"}

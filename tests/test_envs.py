@@ -3,12 +3,12 @@ import tomllib
 import yaml
 from conftest import REPO
 
+from avaffect.venvs import pip_pins
+
 
 def test_conda_env_pins_equal_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    env = yaml.safe_load((REPO / "envs" / "main.yaml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert sorted(pip) == sorted(project)
+    assert sorted(pip_pins(REPO / "envs" / "main.yaml")) == sorted(project)
     assert all("==" in pin for pin in project)
 
 

@@ -128,11 +128,18 @@ def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
     assert not (workdir / "results" / "probe" / "demo05.json").exists()
 
 
-def test_spleeter_is_a_clear_config_error_until_it_is_built(tmp_path):
+def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     workdir = make_workdir(tmp_path)
-    result = snakemake(workdir, "-n", "--config", "separation={'method': 'spleeter'}", check=False)
-    assert result.returncode != 0
-    assert "separation.method" in result.stdout + result.stderr
+    result = snakemake(workdir, "-n", "-p", "results/audio/vocals/demo01.wav", "--config",
+                       "separation={'method': 'spleeter'}")
+    assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "probe_video": 1, "extract_audio": 1,
+                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "spleeter_venv": 1,
+                                           "separate_vocals": 1}
+    assert ".snakemake/venvs/spleeter/bin/python" in result.stdout
+    (workdir / "overlap.yaml").write_text("separation: {method: spleeter, spleeter: {chunk_s: 1.0, overlap_s: 1.0}}\n")
+    overlapping = snakemake(workdir, "-n", "--configfile", "overlap.yaml", check=False)
+    assert overlapping.returncode != 0
+    assert "overlap_s must be shorter than chunk_s" in overlapping.stdout + overlapping.stderr
 
 
 def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):

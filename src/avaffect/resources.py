@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from avaffect.tables import atomic_write
+from avaffect.files import atomic_write
 
 MIRROR_VARIABLE = "AVAFFECT_RESOURCE_MIRROR"
 """Environment variable naming a mirror folder; config `resources.mirror` takes precedence over it."""

@@ -6,8 +6,9 @@ import re
 import shutil
 from pathlib import Path
 
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs", "resources/manifest.yaml")
-"""What snakemake reads of a checkout; resources/ travels without the model files fetched into it."""
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "config", "envs", "resources/manifest.yaml", "src")
+"""What snakemake reads of a checkout; resources/ travels without the model files fetched into it, src/ so
+that environments which do not install the library (conda, the Spleeter venv) import the copy's."""
 
 
 def copy_workflow(repo: Path, destination: Path) -> Path:
@@ -17,7 +18,7 @@ def copy_workflow(repo: Path, destination: Path) -> Path:
         source, target = Path(repo) / name, destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(source, target)
     return destination
