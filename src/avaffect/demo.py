@@ -284,7 +284,7 @@ def annotation_lines(video: DemoVideo) -> tuple[list[str], list[str]]:
     return va, expr
 
 
-def _write_annotations(root: Path, video: DemoVideo, split: str) -> None:
+def write_annotations(root: Path, video: DemoVideo, split: str) -> None:
     va, expr = annotation_lines(video)
     for task, header, lines in (("va", "valence,arousal", va), ("expr", ",".join(EXPR_CLASSES), expr)):
         path = annotation_path(root, task, split, video.name)
@@ -308,7 +308,7 @@ def build_demo_corpus(root: Path, test_labels: Path, videos: tuple[DemoVideo, ..
     (root / "videos").mkdir(parents=True, exist_ok=True)
     for video in videos:
         write_video(root / "videos" / f"{video.name}.mp4", video)
-        _write_annotations(test_labels if video.split == "test" else root, video, video.split)
+        write_annotations(test_labels if video.split == "test" else root, video, video.split)
     tests = [v.name for v in videos if v.split == "test"]
     for task in TASKS:
         challenge_test_list(root, task).write_text("\n".join(tests) + "\n")
