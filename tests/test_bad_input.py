@@ -24,7 +24,7 @@ from conftest import REPO
 
 from avaffect import demo
 from avaffect.checkpoints import CheckpointError, read_checkpoint, write_checkpoint
-from avaffect.corpus import HEADERS, TASKS, AnnotationError, annotation_path, read_annotation
+from avaffect.corpus import HEADERS, TASKS, annotation_path, read_annotation
 from avaffect.media import MediaError, extract_audio, probe_video
 from avaffect.tables import read_json, write_embeddings, write_parquet
 from avaffect.training import labelled_sequences, require_labelled_steps
@@ -34,6 +34,7 @@ from avaffect.workdir import copy_workflow, planned_jobs
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DURATION_S = 2.0
 AUDIO_RATE = 16000
+AUDIO_CHUNK = 1024  # samples per encoded AAC frame
 VFR_STEPS_MS = (20, 40, 80)  # frame durations drawn at random: no constant rate
 KILL_WAIT_S = 600
 
@@ -85,8 +86,8 @@ def write_audio_only(path: Path, video: demo.DemoVideo) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=AUDIO_RATE)
         stream.layout = "mono"
-        for start in range(0, len(voice), stream.codec_context.frame_size or 1024):
-            chunk = np.ascontiguousarray(voice[None, start:start + 1024])
+        for start in range(0, len(voice), AUDIO_CHUNK):
+            chunk = np.ascontiguousarray(voice[None, start:start + AUDIO_CHUNK])
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
             frame.sample_rate, frame.pts = AUDIO_RATE, start
             container.mux(stream.encode(frame))
@@ -242,6 +243,9 @@ def test_frame_rates_and_names_give_one_row_per_decoded_frame_at_the_label_rate(
     workdir = front_end["workdir"]
     probe = read_json(output(workdir, "probe_video", video))
     assert probe["n_frames"] == n_frames
+    assert probe["variable_frame_rate"] == (video == "vfr")
+    if video == "vfr":
+        assert "variable frame rate" in (workdir / "results/logs/probe_video/vfr.log").read_text()
     if fps is not None:
         assert probe["fps"] == pytest.approx(fps)
     rows = face_rows(workdir, video)
@@ -299,13 +303,6 @@ def test_all_labels_invalid_is_named_and_alone_cannot_train(tmp_path, task):
     assert [m for m in logged if str(path) in m and "no valid label" in m]
     with pytest.raises(ValueError, match=f"model m, task {task}: no train step has both"):
         require_labelled_steps(task, "train", sequences, f"model m, task {task}")
-
-
-def test_an_unparsable_annotation_names_file_and_line(tmp_path):
-    path = tmp_path / "clip.txt"
-    path.write_text("valence,arousal\n0.1,0.2\nhigh,low\n")
-    with pytest.raises(AnnotationError, match=f"{path}: line 3"):
-        read_annotation(path, "va")
 
 
 @pytest.fixture(scope="module")
@@ -379,3 +376,10 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     stale.write_bytes(b"PAR1 half")
     write_parquet(pd.DataFrame({"frame": [1]}), tmp_path / "faces.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.parquet"]
+
+
+@pytest.mark.parametrize(("clip", "variable"), [("retalking_face_1.mp4", True), ("WDA_KatieHill_000.mp4", False)],
+                         ids=["variable-frame-rate-real-clip", "constant-frame-rate-real-clip"])
+def test_a_real_clip_with_dropped_frames_is_seen_as_variable_rate(shared, clip, variable):
+    # retalking_face_1 steps by 1/30 s or 2/30 s: its average rate is 22.1 fps
+    assert probe_video(shared / "media" / "videos" / clip).variable_frame_rate == variable
