@@ -25,7 +25,7 @@ from conftest import REPO
 from avaffect import demo
 from avaffect.checkpoints import CheckpointError, read_checkpoint, write_checkpoint
 from avaffect.corpus import HEADERS, TASKS, annotation_path, read_annotation
-from avaffect.media import MediaError, extract_audio, probe_video
+from avaffect.media import MediaError, extract_audio, probe_video, read_wav
 from avaffect.tables import read_json, write_embeddings, write_parquet
 from avaffect.training import labelled_sequences, require_labelled_steps
 from avaffect.windows import sample_frames
@@ -118,6 +118,20 @@ def missing_outputs(workdir: Path) -> dict[str, int]:
     return {rule: n for rule, n in counts.items() if n}
 
 
+def existing_outputs(workdir: Path) -> list[Path]:
+    paths = [output(workdir, rule, v) for rule in PER_VIDEO_OUTPUTS for v in [*GOOD, *BROKEN]]
+    return [path for path in paths if path.exists()]
+
+
+def readable(path: Path) -> bool:
+    readers = {".parquet": pd.read_parquet, ".json": read_json, ".wav": read_wav}
+    try:
+        readers[path.suffix](path)
+    except Exception:  # noqa: BLE001 - any failure to read is what is looked for
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def front_end(corpus) -> dict:
     """Every per-video rule on every video: killed once mid-stage, then resumed to the end with --keep-going."""
@@ -128,21 +142,24 @@ def front_end(corpus) -> dict:
     targets = [PER_VIDEO_OUTPUTS[rule].format(v) for rule in TARGETS for v in [*GOOD, *BROKEN]]
     workflow = [*SNAKEMAKE, *targets, "--configfile", "user.yaml"]  # --configfile takes every name after it
     command = [*workflow, "--cores", "2", "--keep-going"]
-    log = (workdir / "killed_run.log").open("w")
-    # its own process group: SIGKILL reaches snakemake and every job it started, as a killed session would
-    run = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    interrupted = []
-    deadline = time.monotonic() + KILL_WAIT_S
-    while not interrupted and run.poll() is None and time.monotonic() < deadline:
-        done = [v for v in GOOD if output(workdir, "detect_faces", v).exists()]
-        started = [v for v in GOOD if (workdir / "results" / "logs" / "detect_faces" / f"{v}.log").exists()]
-        interrupted = [v for v in started if v not in done] if done else []
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    with (workdir / "killed_run.log").open("w") as log:
+        # its own process group: SIGKILL reaches snakemake and every job it started, as a killed session would
+        run = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        running = []
+        deadline = time.monotonic() + KILL_WAIT_S
+        while not running and run.poll() is None and time.monotonic() < deadline:
+            started = [v for v in GOOD if (workdir / "results" / "logs" / "detect_faces" / f"{v}.log").exists()]
+            done = [v for v in GOOD if output(workdir, "detect_faces", v).exists()]
+            running = [v for v in started if v not in done] if done else []
+            time.sleep(0.05)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    interrupted = [v for v in running if not output(workdir, "detect_faces", v).exists()]
     assert interrupted, f"no moment with one detect_faces job running after another had finished:\n" \
                         f"{(workdir / 'killed_run.log').read_text()[-3000:]}"
     missing = missing_outputs(workdir)
+    unreadable = [path for path in existing_outputs(workdir) if not readable(path)]
     done = {v for v in GOOD if output(workdir, "detect_faces", v).exists()}
     mtimes = {v: output(workdir, "detect_faces", v).stat().st_mtime_ns for v in done}
     unflagged = subprocess.run([*command, "-n"], cwd=workdir, capture_output=True, text=True)
@@ -151,7 +168,7 @@ def front_end(corpus) -> dict:
     plan = subprocess.run([*command, "-n", "--rerun-incomplete"], cwd=workdir, capture_output=True, text=True)
     resumed = subprocess.run([*command, "--rerun-incomplete"], cwd=workdir, capture_output=True, text=True)
     return {"workdir": workdir, "interrupted": interrupted, "missing": missing, "done": done, "mtimes": mtimes,
-            "unflagged": unflagged, "locked": locked, "plan": plan, "resumed": resumed}
+            "unreadable": unreadable, "unflagged": unflagged, "locked": locked, "plan": plan, "resumed": resumed}
 
 
 def incomplete_files(dry_run_output: str) -> list[str]:
@@ -164,6 +181,7 @@ def incomplete_files(dry_run_output: str) -> list[str]:
 @pytest.mark.workflow
 def test_sigkill_mid_stage_then_rerun_incomplete_recomputes_only_the_interrupted_videos(front_end):
     workdir, plan = front_end["workdir"], front_end["plan"]
+    assert front_end["unreadable"] == []  # no output name ever holds a half-written file
     locked = front_end["locked"].stdout + front_end["locked"].stderr
     assert front_end["locked"].returncode != 0 and "--unlock" in locked  # the killed run's lock stays
     unflagged = front_end["unflagged"].stdout + front_end["unflagged"].stderr
@@ -383,3 +401,24 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
 def test_a_real_clip_with_dropped_frames_is_seen_as_variable_rate(shared, clip, variable):
     # retalking_face_1 steps by 1/30 s or 2/30 s: its average rate is 22.1 fps
     assert probe_video(shared / "media" / "videos" / clip).variable_frame_rate == variable
+
+
+SUBMISSION_UNDER_ASCII_LOCALE = """
+import sys
+from pathlib import Path
+import pandas as pd
+from avaffect.submission import expected_rows, format_va, read_submission, write_submission
+path, name = Path(sys.argv[1]), "clip \\u00fc 1"
+predictions = pd.DataFrame({"video": [name] * 2, "frame": [1, 2], "valence": [0.1, 0.2], "arousal": [0.0, 0.1]})
+write_submission(path, format_va(predictions), "va", expected_rows({name: 2}))
+assert read_submission(path, "va")["image_location"].tolist() == expected_rows({name: 2})
+"""
+
+
+def test_a_non_ascii_name_is_written_to_the_submission_as_utf8_whatever_the_locale(tmp_path):
+    ascii_locale = os.environ | {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    path = tmp_path / "submission_va.txt"
+    result = subprocess.run([sys.executable, "-c", SUBMISSION_UNDER_ASCII_LOCALE, str(path)], env=ascii_locale,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert path.read_text(encoding="utf-8").splitlines()[1].startswith("clip ü 1/00001.jpg,")

@@ -21,6 +21,7 @@ import skimage.data
 from avaffect.corpus import (
     EXPR_CLASSES,
     EXPR_INVALID,
+    NAME_ENCODING,
     SPLITS,
     TASKS,
     VA_INVALID,
@@ -311,7 +312,7 @@ def build_demo_corpus(root: Path, test_labels: Path, videos: tuple[DemoVideo, ..
         write_annotations(test_labels if video.split == "test" else root, video, video.split)
     tests = [v.name for v in videos if v.split == "test"]
     for task in TASKS:
-        challenge_test_list(root, task).write_text("\n".join(tests) + "\n")
+        challenge_test_list(root, task).write_text("\n".join(tests) + "\n", encoding=NAME_ENCODING)
     (root / "README.md").write_text(CORPUS_README)
     test_labels.mkdir(parents=True, exist_ok=True)
     (test_labels / "README.md").write_text(TEST_LABELS_README)
