@@ -17,6 +17,9 @@ from avaffect.resources import load_manifest  # noqa: E402
 
 TASKS = config["tasks"]
 MODELS = config["models"]
+# Fusion reads the models in this order (weights, forest features): sorted, so that the order of the keys in
+# a user's YAML neither changes a fusion nor counts as a params change that reruns it.
+FUSED_MODELS = sorted(MODELS)
 CORPUS = Path(config["corpus"]["root"])
 
 if config["separation"]["method"] == "spleeter":
