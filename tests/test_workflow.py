@@ -176,5 +176,5 @@ def test_adding_a_video_runs_only_its_front_end_and_the_models_after_it(demo_run
     # a new training video changes every model, and so everything after training
     assert {rule: n for rule, n in jobs.items() if rule not in PER_VIDEO_RULES} == \
         {rule: n for rule, n in everything.items() if rule not in PER_VIDEO_RULES}
-    assert everything["train"] > 1 and everything["probe_video"] == 15
+    assert everything["train"] > 1 and everything["probe_video"] == len(demo.DEMO_VIDEOS)
 
