@@ -20,6 +20,9 @@ from avaffect.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_versi
 
 TASKS = config["tasks"]
 MODELS = config["models"]
+# Fusion reads the models in this order (weights, forest features): sorted, so that the order of the keys in
+# a user's YAML neither changes a fusion nor counts as a params change that reruns it.
+FUSED_MODELS = sorted(MODELS)
 CORPUS = Path(config["corpus"]["root"])
 
 RESOURCES = load_manifest(Path(workflow.basedir) / "resources" / "manifest.yaml")

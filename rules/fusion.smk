@@ -1,7 +1,7 @@
 rule fuse:
     input:
-        validation=expand("results/predictions/{model}/{{task}}/validation.parquet", model=MODELS),
-        test=expand("results/predictions/{model}/{{task}}/test.parquet", model=MODELS),
+        validation=expand("results/predictions/{model}/{{task}}/validation.parquet", model=FUSED_MODELS),
+        test=expand("results/predictions/{model}/{{task}}/test.parquet", model=FUSED_MODELS),
         probes=lambda w: probes(w.task, ["validation"]),
         annotations=lambda w: annotations(w.task, "validation"),
     output:
@@ -14,7 +14,7 @@ rule fuse:
     benchmark:
         "results/benchmarks/fuse/{task}/{method}.tsv"
     params:
-        models=list(MODELS),
+        models=FUSED_MODELS,
         corpus=str(CORPUS),
         fusion=lambda w: fusion_settings(w.method),
     threads: 2

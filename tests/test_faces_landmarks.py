@@ -5,6 +5,7 @@ import pytest
 import skimage.data
 
 from avaffect import demo
+from avaffect.checkpoints import CheckpointError
 from avaffect.faces import (
     FaceBox,
     FallbackDetector,
@@ -95,7 +96,7 @@ def test_unknown_detector_and_missing_weights_are_clear(tmp_path):
     with pytest.raises(ValueError, match="retinaface_mobilenet025"):
         build_detector("retinaface", settings, "cpu")
     missing = tmp_path / "nope.pth"
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(CheckpointError, match="nope.pth"):
         build_detector("retinaface", settings, "cpu", {"retinaface": missing})
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from avaffect import demo
-from avaffect.media import MediaError, extract_audio, iter_frames, probe_video, read_wav, write_wav
+from avaffect.media import extract_audio, iter_frames, probe_video, read_wav, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +45,3 @@ def test_video_without_audio_gives_none(tmp_path):
     demo.write_video(tmp_path / "silent.mp4", spec)
     assert not probe_video(tmp_path / "silent.mp4").has_audio
     assert extract_audio(tmp_path / "silent.mp4", 16000) is None
-
-
-@pytest.mark.parametrize("content", [b"", b"not a video at all" * 100])
-def test_bad_files_name_the_file(tmp_path, content):
-    bad = tmp_path / "broken clip.mp4"
-    bad.write_bytes(content)
-    with pytest.raises(MediaError, match="broken clip.mp4"):
-        probe_video(bad)
-
-
-def test_truncated_video_names_the_file(ntsc_video, tmp_path):
-    path, _ = ntsc_video
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(MediaError, match="cut.mp4"):
-        probe_video(cut)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from avaffect.checkpoints import CheckpointError
 from avaffect.faces import FaceBox
 from avaffect.retinaface import RetinaFace, RetinaFaceDetector, load_retinaface, nms, prior_boxes
 
@@ -99,7 +100,7 @@ def test_batch_equals_single(detector, shared):
 
 def test_missing_weights_name_the_path(tmp_path):
     missing = tmp_path / "absent.pth"
-    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+    with pytest.raises(CheckpointError, match=re.escape(str(missing))):
         load_retinaface(missing, "cpu")
 
 

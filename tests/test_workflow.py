@@ -12,6 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 
+from avaffect import demo
 from avaffect.corpus import annotation_path, read_annotation
 from avaffect.metrics import macro_f1, p_va
 from avaffect.submission import read_submission
@@ -155,3 +156,32 @@ def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frame
     sample.write_text(sample.read_text() + "demo12/99999.jpg,0,0\n")
     failed = snakemake(demo_run, "results/submission_va.txt", "--configfile", "sample.yaml", check=False)
     assert failed.returncode != 0 and "demo12/99999.jpg" in failed.stdout + failed.stderr
+
+
+PER_VIDEO_RULES = {"probe_video", "extract_audio", "separate_vocals", "detect_faces", "face_landmarks",
+                   "voice_activity", "face_embeddings", "audio_embeddings"}
+
+
+def test_adding_a_video_runs_only_its_front_end_and_the_models_after_it(demo_run):
+    corpus = demo_run / "results" / "demo_corpus"
+    config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
+    config["corpus"] = {"root": "results/demo_corpus", "demo": False, "demo_test_labels": "unused"}
+    (demo_run / "own_corpus.yaml").write_text(yaml.safe_dump(config))
+    # the same files read as a user's corpus: nothing changes
+    assert "Nothing to be done" in snakemake(demo_run, "-n", "--configfile", "own_corpus.yaml").stdout
+    everything = planned_jobs(snakemake(demo_run, "-n", "--forceall", "--configfile", "own_corpus.yaml").stdout)
+    added = demo.DemoVideo("demo15", "train", demo.Fraction(25), 4.0, 15)
+    files = [corpus / "videos" / "demo15.mp4", *(annotation_path(corpus, t, "train", "demo15") for t in ("va", "expr"))]
+    try:
+        demo.write_video(files[0], added)
+        demo.write_annotations(corpus, added, "train")
+        jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", "own_corpus.yaml").stdout)
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)
+    assert {rule: jobs[rule] for rule in PER_VIDEO_RULES} == dict.fromkeys(PER_VIDEO_RULES, 1)
+    # a new training video changes every model, and so everything after training
+    assert {rule: n for rule, n in jobs.items() if rule not in PER_VIDEO_RULES} == \
+        {rule: n for rule, n in everything.items() if rule not in PER_VIDEO_RULES}
+    assert everything["train"] > 1 and everything["probe_video"] == len(demo.DEMO_VIDEOS)
+

@@ -22,6 +22,9 @@ SPLIT_DIRS = {"train": "Train_Set", "validation": "Validation_Set", "test": "Tes
 HEADERS = {"va": ",".join(VA_DIMENSIONS), "expr": ",".join(EXPR_CLASSES)}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 TWO_PERSON_SUFFIXES = ("_left", "_right")
+NAME_ENCODING = "utf-8"
+"""Of every text file that holds sample names (test lists, submissions), whatever the locale: a name may
+have any character."""
 
 
 class AnnotationError(ValueError):
@@ -102,7 +105,8 @@ def scan_corpus(root: Path, tasks: tuple[str, ...] = TASKS) -> Manifest:
         test_list = challenge_test_list(root, task)
         if not test_list.is_file():
             raise CorpusError(f"{test_list}: list of {task} test samples is missing")
-        per_split["test"] = [line.strip() for line in test_list.read_text().splitlines() if line.strip()]
+        lines = test_list.read_text(encoding=NAME_ENCODING).splitlines()
+        per_split["test"] = [line.strip() for line in lines if line.strip()]
         samples[task] = per_split
     names = {video_of(s) for per_split in samples.values() for names in per_split.values() for s in names}
     return Manifest(samples=samples, videos={v: _find_video(root, v) for v in sorted(names)})

@@ -21,6 +21,7 @@ import skimage.data
 from avaffect.corpus import (
     EXPR_CLASSES,
     EXPR_INVALID,
+    NAME_ENCODING,
     SPLITS,
     TASKS,
     VA_INVALID,
@@ -284,7 +285,7 @@ def annotation_lines(video: DemoVideo) -> tuple[list[str], list[str]]:
     return va, expr
 
 
-def _write_annotations(root: Path, video: DemoVideo, split: str) -> None:
+def write_annotations(root: Path, video: DemoVideo, split: str) -> None:
     va, expr = annotation_lines(video)
     for task, header, lines in (("va", "valence,arousal", va), ("expr", ",".join(EXPR_CLASSES), expr)):
         path = annotation_path(root, task, split, video.name)
@@ -303,19 +304,20 @@ def corpus_files(root: Path, test_labels: Path) -> list[Path]:
     return files
 
 
-def build_demo_corpus(root: Path, test_labels: Path) -> None:
+def build_demo_corpus(root: Path, test_labels: Path, videos: tuple[DemoVideo, ...] = DEMO_VIDEOS) -> None:
+    """The corpus of `videos` (the demo's by default; tests build others) in Aff-Wild2 layout."""
     (root / "videos").mkdir(parents=True, exist_ok=True)
-    for video in DEMO_VIDEOS:
+    for video in videos:
         write_video(root / "videos" / f"{video.name}.mp4", video)
-        _write_annotations(test_labels if video.split == "test" else root, video, video.split)
-    tests = [v.name for v in DEMO_VIDEOS if v.split == "test"]
+        write_annotations(test_labels if video.split == "test" else root, video, video.split)
+    tests = [v.name for v in videos if v.split == "test"]
     for task in TASKS:
-        challenge_test_list(root, task).write_text("\n".join(tests) + "\n")
+        challenge_test_list(root, task).write_text("\n".join(tests) + "\n", encoding=NAME_ENCODING)
     (root / "README.md").write_text(CORPUS_README)
     test_labels.mkdir(parents=True, exist_ok=True)
     (test_labels / "README.md").write_text(TEST_LABELS_README)
     description = {v.name: {"split": v.split, "fps": float(v.fps), "seed": v.seed, "duration_s": v.duration_s,
-                            "audio_rate": v.audio_rate, "no_face": v.no_face} for v in DEMO_VIDEOS}
+                            "audio_rate": v.audio_rate, "no_face": v.no_face} for v in videos}
     (root / "signals.json").write_text(json.dumps(description, indent=2) + "\n")
 
 

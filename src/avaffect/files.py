@@ -3,6 +3,7 @@ of the workflow (the Spleeter one has neither pandas 2 nor pyarrow) can use it."
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,3 +20,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    # A writer killed outright (SIGKILL, power loss) cannot remove its temporary file; the next complete
+    # write of the same path does.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)

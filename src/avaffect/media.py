@@ -11,6 +11,9 @@ import av
 import numpy as np
 
 PCM16_SCALE = 32768.0
+VARIABLE_RATE_SPREAD = 0.5
+"""Frame durations that differ by more than this fraction of the average one make a variable frame rate
+(timestamp rounding in a constant-rate file differs by a tick, far less)."""
 
 
 class MediaError(RuntimeError):
@@ -26,6 +29,7 @@ class VideoInfo:
     height: int
     duration_s: float
     container_frames: int
+    variable_frame_rate: bool  # frame k is still taken at (k - 1) / fps: audio alignment is approximate
     has_audio: bool
     audio_sample_rate: int | None
     audio_channels: int | None
@@ -66,7 +70,8 @@ def probe_video(path: Path) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate
         if not rate or float(rate) <= 0:
             raise MediaError(f"{path}: video stream has no frame rate")
-        n_frames = sum(1 for _ in _decode_video(container, stream, path))
+        times = [frame.time for frame in _decode_video(container, stream, path)]
+        n_frames = len(times)
         if n_frames == 0:
             raise MediaError(f"{path}: no decodable video frames")
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -78,10 +83,20 @@ def probe_video(path: Path) -> VideoInfo:
             height=stream.codec_context.height,
             duration_s=n_frames / float(rate),
             container_frames=int(stream.frames or 0),
+            variable_frame_rate=is_variable_rate(times, float(rate)),
             has_audio=audio is not None,
             audio_sample_rate=audio.codec_context.sample_rate if audio else None,
             audio_channels=audio.codec_context.channels if audio else None,
         )
+
+
+def is_variable_rate(times: list[float | None], fps: float) -> bool:
+    """Whether the frames' presentation times (seconds, decoding order) step unevenly at the given rate."""
+    known = sorted(t for t in times if t is not None)
+    if len(known) < 3:
+        return False
+    steps = np.diff(known)
+    return bool(steps.max() - steps.min() > VARIABLE_RATE_SPREAD / fps)
 
 
 def iter_frames(path: Path, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:

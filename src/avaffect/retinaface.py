@@ -8,8 +8,6 @@ NMS follow layers/functions/prior_box.py and utils/box_utils.py, without torchvi
 from __future__ import annotations
 
 import math
-import pickle
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avaffect.checkpoints import read_torch_file
 from avaffect.faces import FaceBox, resolve_device
 
 
@@ -210,13 +209,7 @@ def load_retinaface(weights_path: Path, device: str | torch.device, cfg: RetinaF
                     ) -> RetinaFace:
     """RetinaFace in eval mode on `device` with biubug6's weights, loaded strictly."""
     weights_path = Path(weights_path)
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path}: RetinaFace weights file not found")
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        reason = f"{type(err).__name__}: {err}"
-        raise ValueError(f"{weights_path}: not a readable torch state dict ({reason})") from err
+    state = read_torch_file(weights_path, "RetinaFace weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from avaffect.corpus import EXPR_CLASSES, TASKS, VA_DIMENSIONS
+from avaffect.corpus import EXPR_CLASSES, NAME_ENCODING, TASKS, VA_DIMENSIONS
 from avaffect.tables import atomic_write
 
 LOCATION = "image_location"
@@ -77,7 +77,7 @@ def expected_rows(frame_counts: Mapping[str, int]) -> list[str]:
 
 def read_sample_rows(path: Path) -> list[str]:
     """The image_location column of an organisers' sample file (a header line, then one row per frame)."""
-    lines = Path(path).read_text().splitlines()
+    lines = Path(path).read_text(encoding=NAME_ENCODING).splitlines()
     if not lines:
         raise SubmissionError(str(path), ["file is empty, expected a header line"])
     return [line.split(",", 1)[0].strip() for line in lines[1:] if line.strip()]
@@ -312,7 +312,7 @@ def write_submission(path: Path, table: pd.DataFrame, task: str, rows: list[str]
     path = Path(path)
     locations = _checked_locations(table, task, rows, source=str(path))
     text = _to_text(table, task, locations)
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding=NAME_ENCODING, newline=""))
 
 
 def submission_table(fused: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -335,7 +335,7 @@ def _parse_line(line: str, task: str) -> list[str | float | int]:
 def read_submission(path: Path, task: str) -> pd.DataFrame:
     """A submission file as a table with TABLE_COLUMNS[task]; SubmissionError on a wrong header or line."""
     _check_task(task)
-    lines = Path(path).read_text().splitlines()
+    lines = Path(path).read_text(encoding=NAME_ENCODING).splitlines()
     if not lines or lines[0] != HEADERS[task]:
         found = repr(lines[0]) if lines else "an empty file"
         raise SubmissionError(str(path), [f"first line must be {HEADERS[task]!r}, got {found}"])

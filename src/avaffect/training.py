@@ -15,6 +15,7 @@ from avaffect.corpus import (
     EXPR_CLASSES,
     EXPR_INVALID,
     VA_DIMENSIONS,
+    VA_INVALID,
     align_to_frames,
     annotation_path,
     read_annotation,
@@ -28,6 +29,7 @@ from avaffect.tables import read_parquet
 from avaffect.windows import majority_per_slot, sliding_starts, slot_of_steps
 
 TASK_OUTPUTS = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
+INVALID_MARKERS = {"va": f"{VA_INVALID:g}", "expr": f"{EXPR_INVALID}"}
 
 
 @dataclass
@@ -369,12 +371,25 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
             log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
                 "frames without a line are invalid")
         aligned = align_to_frames(labels, n_frames)
+        if not valid_labels(task, aligned).any():
+            log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
+                f"{sample} adds nothing to the {split} set")
         sequences = video_sequences(embeddings[sample], sample, modality)
         if modality == "audio":
             out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
         else:
             out += [attach_labels(s, aligned) for s in sequences]
     return out
+
+
+def require_labelled_steps(task: str, split: str, sequences: Sequence[StepSequence], what: str) -> int:
+    """The number of steps that have both an embedding and a valid label; none is an error naming `what`."""
+    steps = sum(int((valid_labels(task, s.labels) & s.present).sum()) for s in sequences)
+    if steps == 0:
+        raise ValueError(f"{what}: no {split} step has both an embedding and a valid {task} label "
+                         f"({len(sequences)} sequences); check the {split} annotation files and the face and "
+                         "voice outputs their logs name")
+    return steps
 
 
 def prediction_table(sequences: Sequence[StepSequence], outputs: Sequence[np.ndarray], columns: list[str]

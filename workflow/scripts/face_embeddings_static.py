@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from avaffect.backbones import HEAD_OUTPUTS, embed_frames, embedding_rows, face_crop, load_static
+from avaffect.checkpoints import read_checkpoint
 from avaffect.faces import boxes_from_table, on_tracked_faces, resolve_device
 from avaffect.logs import job_logger
 from avaffect.media import iter_frames
@@ -15,7 +16,7 @@ log = job_logger(snakemake.log[0], "face_embeddings_static")
 p = snakemake.params
 torch.set_num_threads(snakemake.threads)
 device = resolve_device(p.device)
-model, prep = load_static(torch.load(snakemake.input.checkpoint, map_location="cpu", weights_only=True), device)
+model, prep = load_static(read_checkpoint(Path(snakemake.input.checkpoint)), device)
 probe = read_json(snakemake.input.probe)
 frames = sample_frames(probe["n_frames"], probe["fps"], p.rate_hz)
 boxes = {f: box for f, box in boxes_from_table(read_parquet(snakemake.input.faces)).items() if f in set(frames)}

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import torch
-
+from avaffect.checkpoints import read_checkpoint
 from avaffect.corpus import PREDICTION_COLUMNS
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
@@ -13,7 +12,7 @@ from avaffect.training import load_checkpoint, predict, predict_kelm, prediction
 log = job_logger(snakemake.log[0], "predict")
 task = snakemake.wildcards.task
 columns = list(PREDICTION_COLUMNS[task])
-checkpoint = torch.load(snakemake.input.checkpoint, map_location="cpu", weights_only=True)
+checkpoint = read_checkpoint(Path(snakemake.input.checkpoint))
 sequences = []
 for sample, path in zip(snakemake.params.samples, snakemake.input.embeddings, strict=True):
     found = video_sequences(Path(path), sample, snakemake.params.modality)

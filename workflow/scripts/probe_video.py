@@ -11,6 +11,9 @@ info = probe_video(Path(snakemake.input.video))
 if info.container_frames and info.container_frames != info.n_frames:
     log.warning("%s: container says %d frames, %d decoded; using the decoded count",
                 info.path, info.container_frames, info.n_frames)
+if info.variable_frame_rate:
+    log.warning("%s: variable frame rate; frame k is taken at (k - 1) / %.3f s (the average rate), so audio "
+                "windows line up with frames only approximately", info.path, info.fps)
 if not info.has_audio:
     log.warning("%s: no audio stream", info.path)
 log.info("%s", info)

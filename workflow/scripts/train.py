@@ -5,14 +5,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from avaffect.checkpoints import write_checkpoint
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
-from avaffect.tables import read_json, write_json
+from avaffect.tables import atomic_write, read_json, write_json
 from avaffect.training import (
     KelmSettings,
     TrainSettings,
     audio_architecture,
     labelled_sequences,
+    require_labelled_steps,
     train,
     train_kelm,
 )
@@ -28,9 +30,9 @@ sets = {split: labelled_sequences(names, task, split, Path(p.corpus), spec["moda
                                   log.warning, p.expr_label_s)
         for split, names in p.samples.items()}
 for split, sequences in sets.items():
-    if not sequences:
-        raise ValueError(f"model {snakemake.wildcards.model}, task {task}: no {split} embeddings to train on")
-    log.info("%s: %d sequences, %d steps", split, len(sequences), sum(len(s.frames) for s in sequences))
+    labelled = require_labelled_steps(task, split, sequences, f"model {snakemake.wildcards.model}, task {task}")
+    log.info("%s: %d sequences, %d steps, %d labelled", split, len(sequences), sum(len(s.frames) for s in sequences),
+             labelled)
 device = resolve_device(p.device)
 history = []
 if spec["family"] == "kelm":
@@ -59,8 +61,9 @@ else:
     checkpoint, history = train(task, sets["train"], sets["validation"], spec["family"], architecture, settings,
                                 device, log.info)
 checkpoint["modality"] = spec["modality"]
-torch.save(checkpoint, snakemake.output.checkpoint)
+write_checkpoint(checkpoint, Path(snakemake.output.checkpoint))
 write_json({"task": task, "model": snakemake.wildcards.model, "family": spec["family"], "window_s": window_s,
             "best_epoch": checkpoint.get("epoch"), "validation": checkpoint["scores"], "device": device},
            Path(snakemake.output.metrics))
-pd.DataFrame(history).to_csv(snakemake.output.history, sep="\t", index=False)
+atomic_write(Path(snakemake.output.history),
+             lambda tmp: pd.DataFrame(history).to_csv(tmp, sep="\t", index=False))

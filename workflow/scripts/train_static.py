@@ -15,12 +15,13 @@ from avaffect.backbones import (
     labelled_crops,
     labelled_frames,
 )
+from avaffect.checkpoints import write_checkpoint
 from avaffect.corpus import align_to_frames, annotation_path, read_annotation
 from avaffect.faces import boxes_from_table, resolve_device
 from avaffect.logs import job_logger
 from avaffect.media import iter_frames
 from avaffect.resources import Resource, verify
-from avaffect.tables import read_json, read_parquet, write_json
+from avaffect.tables import atomic_write, read_json, read_parquet, write_json
 
 log = job_logger(snakemake.log[0], "train_static")
 p = snakemake.params
@@ -56,9 +57,10 @@ for split, samples in p.samples.items():
 device = resolve_device(p.device)
 settings = StaticTrainSettings(s["epochs"], s["batch_size"], s["learning_rate"], s["weight_decay"], s["seed"])
 checkpoint = fine_tune(model, prep, *data["train"], *data["validation"], settings, device, log.info)
-torch.save(checkpoint, snakemake.output.checkpoint)
+write_checkpoint(checkpoint, Path(snakemake.output.checkpoint))
 write_json({"task": s["task"], "backbone": s["backbone"], "best_epoch": checkpoint["epoch"],
             "validation": checkpoint["scores"], "imagenet_init": imagenet is not None, "device": device,
             "train_frames": len(data["train"][0]), "validation_frames": len(data["validation"][0])},
            Path(snakemake.output.metrics))
-pd.DataFrame(checkpoint["history"]).to_csv(snakemake.output.history, sep="\t", index=False)
+atomic_write(Path(snakemake.output.history),
+             lambda tmp: pd.DataFrame(checkpoint["history"]).to_csv(tmp, sep="\t", index=False))
