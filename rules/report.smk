@@ -54,18 +54,18 @@ rule validation_figures:
     output:
         report(
             directory("results/report/validation/{task}"),
-            patterns=["{sample}.png"],
+            patterns=["{video}.png"],
             caption="../workflow/report/validation.rst",
             category="Validation predictions",
             subcategory="{task}",
-            labels={"task": "{task}", "video": "{sample}"},
+            labels={"task": "{task}", "video": "{video}"},
         ),
     log:
         "results/logs/validation_figures/{task}.log",
     benchmark:
         "results/benchmarks/validation_figures/{task}.tsv"
     params:
-        samples=lambda w: MANIFEST.samples[w.task]["validation"],
+        videos=lambda w: split_videos(w.task, "validation"),
         methods=SUBMITTED,
         corpus=str(CORPUS),
     threads: 1

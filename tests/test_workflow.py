@@ -83,11 +83,11 @@ def test_report_shows_every_validation_video_the_metrics_and_the_runtimes(demo_r
     report = tmp_path / "report.html"
     snakemake(demo_run, "--report", str(report))
     html = report.read_text()
-    samples = demo_manifest(demo_run / "results" / "demo_corpus").samples
+    manifest = demo_manifest(demo_run / "results" / "demo_corpus")
     for task in ("va", "expr"):
-        assert samples[task]["validation"]
-        for sample in samples[task]["validation"]:
-            assert f"results/report/validation/{task}/{sample}.png" in html
+        assert manifest.videos_of(task, "validation")
+        for video in manifest.videos_of(task, "validation"):
+            assert f"results/report/validation/{task}/{video}.png" in html
     for result in ("results/metrics/validation.csv", "results/report/runtimes.csv", "results/report/runtimes.png"):
         assert result in html
     runtimes = pd.read_csv(demo_run / "results" / "report" / "runtimes.csv")

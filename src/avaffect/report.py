@@ -72,8 +72,9 @@ def va_figure(title: str, frames: np.ndarray, fps: float, predicted: np.ndarray,
     figure = Figure(figsize=VA_FIGURE_INCHES, layout="constrained")
     axes = figure.subplots(len(VA_DIMENSIONS), 1, sharex=True)
     for j, (ax, dimension) in enumerate(zip(axes, VA_DIMENSIONS, strict=True)):
-        ax.plot(times, labels[:, j], color=LABEL_COLOR, linewidth=1.2, label="label")
-        ax.plot(times, predicted[:, j], color=PREDICTION_COLOR, linewidth=1.0, label="prediction")
+        # The label is drawn over the prediction so that its gaps stay visible.
+        ax.plot(times, labels[:, j], color=LABEL_COLOR, linewidth=1.5, label="label", zorder=3)
+        ax.plot(times, predicted[:, j], color=PREDICTION_COLOR, linewidth=1.0, label="prediction", zorder=2)
         ax.set_ylim(*VA_LIMITS)
         ax.set_ylabel(dimension)
         ax.axhline(0.0, color="grey", linewidth=0.5)

@@ -1,8 +1,8 @@
-"""One figure per validation sample of a task: the submitted fusion's out-of-fold prediction against the labels."""
+"""One figure per validation video of a task: the submitted fusion's out-of-fold prediction against the labels."""
 
 from pathlib import Path
 
-from avaffect.corpus import PREDICTION_COLUMNS, video_of
+from avaffect.corpus import PREDICTION_COLUMNS
 from avaffect.fusion import best_reported_fusion, frame_labels
 from avaffect.logs import job_logger
 from avaffect.report import FIGURE_FORMAT, expr_figure, save_figure, va_figure
@@ -18,16 +18,16 @@ fused = read_parquet(fused_path)
 probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 folder = Path(snakemake.output[0])
 folder.mkdir(parents=True, exist_ok=True)
-for sample in snakemake.params.samples:
-    rows = fused[fused["video"] == sample]
+for video in snakemake.params.videos:
+    rows = fused[fused["video"] == video]
     if rows.empty:
-        raise ValueError(f"{fused_path}: no rows for validation sample '{sample}'")
-    probe = probes[video_of(sample)]
-    labels = frame_labels(rows, task, "validation", Path(snakemake.params.corpus), {sample: probe}, log.warning)
-    title = f"{sample}: {task.upper()} validation, {method} fusion (out-of-fold) against the labels"
+        raise ValueError(f"{fused_path}: no rows for validation video '{video}'")
+    fps = probes[video]["fps"]
+    labels = frame_labels(rows, task, "validation", Path(snakemake.params.corpus), probes, log.warning)
+    title = f"{video}: {task.upper()} validation, {method} fusion (out-of-fold) against the labels"
     if task == "va":
-        figure = va_figure(title, rows["frame"].to_numpy(), probe["fps"], rows[list(PREDICTION_COLUMNS[task])], labels)
+        figure = va_figure(title, rows["frame"].to_numpy(), fps, rows[list(PREDICTION_COLUMNS[task])], labels)
     else:
-        figure = expr_figure(title, rows["frame"].to_numpy(), probe["fps"], predicted_classes(rows), labels)
-    save_figure(figure, folder / f"{sample}.{FIGURE_FORMAT}")
-log.info("%s: %d figures of %s fusion", folder, len(snakemake.params.samples), method)
+        figure = expr_figure(title, rows["frame"].to_numpy(), fps, predicted_classes(rows), labels)
+    save_figure(figure, folder / f"{video}.{FIGURE_FORMAT}")
+log.info("%s: %d figures of %s fusion", folder, len(snakemake.params.videos), method)
