@@ -9,6 +9,9 @@ configfile: "config/config.yaml"
 validate(config, "config/schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/resources.smk"
 include: "rules/corpus.smk"
@@ -25,4 +28,6 @@ rule all:
     input:
         expand("results/submission_{task}.txt", task=TASKS),
         "results/metrics/validation.csv",
+        expand("results/report/validation/{task}", task=TASKS),
+        rules.runtimes.output,
     default_target: True

@@ -26,7 +26,12 @@ rule metrics_table:
     input:
         expand("results/fusion/{task}/{method}/metrics.json", task=TASKS, method=FUSION_METHODS),
     output:
-        "results/metrics/validation.csv",
+        report(
+            "results/metrics/validation.csv",
+            caption="../workflow/report/metrics.rst",
+            category="Validation metrics",
+            labels={"table": "validation scores"},
+        ),
     log:
         "results/logs/metrics_table.log",
     benchmark:
@@ -38,3 +43,68 @@ rule metrics_table:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/metrics_table.py"
+
+
+rule validation_figures:
+    input:
+        fused=lambda w: expand("results/fusion/{task}/{method}/validation.parquet", task=w.task, method=SUBMITTED),
+        metrics=lambda w: expand("results/fusion/{task}/{method}/metrics.json", task=w.task, method=SUBMITTED),
+        probes=lambda w: probes(w.task, ["validation"]),
+        annotations=lambda w: annotations(w.task, "validation"),
+    output:
+        report(
+            directory("results/report/validation/{task}"),
+            patterns=["{video}.png"],
+            caption="../workflow/report/validation.rst",
+            category="Validation predictions",
+            subcategory="{task}",
+            labels={"task": "{task}", "video": "{video}"},
+        ),
+    log:
+        "results/logs/validation_figures/{task}.log",
+    benchmark:
+        "results/benchmarks/validation_figures/{task}.tsv"
+    params:
+        samples=lambda w: split_samples(w.task, "validation"),
+        methods=SUBMITTED,
+        corpus=str(CORPUS),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/validation_figures.py"
+
+
+rule runtimes:
+    input:
+        # Everything else the workflow makes, so that every other job's benchmark file is there.
+        expand("results/submission_{task}.txt", task=TASKS),
+        "results/metrics/validation.csv",
+        expand("results/report/validation/{task}", task=TASKS),
+    output:
+        table=report(
+            "results/report/runtimes.csv",
+            caption="../workflow/report/runtimes.rst",
+            category="Runtimes",
+            labels={"figure": "table per rule"},
+        ),
+        figure=report(
+            "results/report/runtimes.png",
+            caption="../workflow/report/runtimes.rst",
+            category="Runtimes",
+            labels={"figure": "chart per rule"},
+        ),
+    log:
+        "results/logs/runtimes.log",
+    # No benchmark: the table would show this rule's own previous run.
+    params:
+        benchmarks="results/benchmarks",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/runtimes.py"

@@ -20,6 +20,7 @@ from avaffect.fusion import (
     _set_scores,
     apply_fitted_fusion,
     best_fusion,
+    best_reported_fusion,
     compare_fusions,
     dirichlet_draws,
     evenly_spaced,
@@ -469,6 +470,14 @@ def test_fit_fusion_errors():
         fit("swf", predictions, target[:-1], groups, "va")
     with pytest.raises(ValueError, match="at least 2 videos"):
         fit("swf", predictions, target, np.zeros(len(target)), "va")
+
+
+def test_best_reported_fusion_takes_the_best_out_of_fold_score_and_never_a_nan_one():
+    reports = {"swf": {"out_of_fold": {"macro_f1": float("nan")}}, "dwf": {"out_of_fold": {"macro_f1": 0.3}},
+               "rf": {"out_of_fold": {"macro_f1": 0.3}}}
+    assert best_reported_fusion(reports, "expr") == "dwf"
+    reports["rf"]["out_of_fold"]["macro_f1"] = 0.4
+    assert best_reported_fusion(reports, "expr") == "rf"
 
 
 def tables_of(predictions, groups, columns):

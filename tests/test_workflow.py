@@ -14,6 +14,7 @@ from conftest import REPO
 
 from avaffect import demo
 from avaffect.corpus import annotation_path, read_annotation
+from avaffect.demo import demo_manifest
 from avaffect.metrics import macro_f1, p_va
 from avaffect.submission import read_submission
 from avaffect.workdir import copy_workflow, planned_jobs
@@ -79,6 +80,21 @@ def test_metrics_table_reports_models_and_out_of_fold_and_in_sample_fusion(demo_
         assert rows[metric].notna().all()
 
 
+def test_report_shows_every_validation_video_the_metrics_and_the_runtimes(demo_run, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(demo_run, "--report", str(report))
+    html = report.read_text()
+    manifest = demo_manifest(demo_run / "results" / "demo_corpus")
+    for task in ("va", "expr"):
+        assert manifest.videos_of(task, "validation")
+        for video in manifest.videos_of(task, "validation"):
+            assert f"results/report/validation/{task}/{video}.png" in html
+    for result in ("results/metrics/validation.csv", "results/report/runtimes.csv", "results/report/runtimes.png"):
+        assert result in html
+    runtimes = pd.read_csv(demo_run / "results" / "report" / "runtimes.csv")
+    assert {"probe_video", "train", "fuse", "submission", "validation_figures"} <= set(runtimes["rule"])
+
+
 def test_window_sweep_keeps_the_best_validation_window(demo_run):
     selected = json.loads((demo_run / "results" / "models" / "visual" / "va" / "selected.json").read_text())
     assert set(selected["scores"]) == {"2", "4"}
@@ -104,7 +120,8 @@ def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
     changed.write_text(yaml.safe_dump(config))  # sorted keys: order must not matter
     assert "Nothing to be done" in snakemake(demo_run, "-n").stdout
     jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", str(changed)).stdout)
-    assert set(jobs) == {"smooth_predictions", "fuse", "submission", "metrics_table", "all"}
+    assert set(jobs) == {"smooth_predictions", "fuse", "submission", "metrics_table", "validation_figures", "runtimes",
+                         "all"}
     # 4 of the 5 models smooth with a Hamming window (visual_linear uses a box filter): 2 tasks x 2 splits each
     assert jobs["smooth_predictions"] == 16
 

@@ -315,12 +315,16 @@ def write_submission(path: Path, table: pd.DataFrame, task: str, rows: list[str]
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding=NAME_ENCODING, newline=""))
 
 
+def predicted_classes(predictions: pd.DataFrame) -> np.ndarray:
+    """The most probable expression of each row of a table with one probability column per EXPR class."""
+    return predictions[list(EXPR_CLASSES)].to_numpy().argmax(axis=1)
+
+
 def submission_table(fused: pd.DataFrame, task: str) -> pd.DataFrame:
     """Submission table from fused frame-level predictions (EXPR: the most probable class)."""
     if task == "va":
         return format_va(fused)
-    labels = fused[list(EXPR_CLASSES)].to_numpy().argmax(axis=1)
-    return format_expr(fused[["video", "frame"]].assign(**{LABEL: labels}))
+    return format_expr(fused[["video", "frame"]].assign(**{LABEL: predicted_classes(fused)}))
 
 
 def _parse_line(line: str, task: str) -> list[str | float | int]:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from avaffect.corpus import probes_by_sample
+from avaffect.fusion import best_reported_fusion
 from avaffect.logs import job_logger
 from avaffect.metrics import PRIMARY_METRIC
 from avaffect.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
@@ -12,9 +13,10 @@ log = job_logger(snakemake.log[0], "submission")
 task = snakemake.wildcards.task
 probes = probes_by_sample(snakemake.params.samples, {Path(f).stem: read_json(f) for f in snakemake.input.probes})
 frame_counts = {sample: probe["n_frames"] for sample, probe in probes.items()}
-scores = {method: read_json(f)["fusion"][method]["out_of_fold"][PRIMARY_METRIC[task]]
-          for method, f in zip(snakemake.params.methods, snakemake.input.metrics, strict=True)}
-chosen = max(scores, key=scores.get)
+reports = {method: read_json(f)["fusion"][method]
+           for method, f in zip(snakemake.params.methods, snakemake.input.metrics, strict=True)}
+chosen = best_reported_fusion(reports, task)
+scores = {method: report["out_of_fold"][PRIMARY_METRIC[task]] for method, report in reports.items()}
 log.info("out-of-fold validation %s per fusion method: %s; submitting %s", PRIMARY_METRIC[task], scores, chosen)
 fused = read_parquet(snakemake.input.fused[snakemake.params.methods.index(chosen)])
 table = submission_table(fused, task)

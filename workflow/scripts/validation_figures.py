@@ -1,0 +1,34 @@
+"""One figure per validation video of a task: the submitted fusion's out-of-fold prediction against the labels."""
+
+from pathlib import Path
+
+from avaffect.corpus import PREDICTION_COLUMNS, probes_by_sample
+from avaffect.fusion import best_reported_fusion, frame_labels
+from avaffect.logs import job_logger
+from avaffect.report import FIGURE_FORMAT, expr_figure, save_figure, va_figure
+from avaffect.submission import predicted_classes
+from avaffect.tables import read_json, read_parquet
+
+log = job_logger(snakemake.log[0], "validation_figures")
+task, methods = snakemake.wildcards.task, snakemake.params.methods
+reports = {method: read_json(f)["fusion"][method] for method, f in zip(methods, snakemake.input.metrics, strict=True)}
+method = best_reported_fusion(reports, task)
+fused_path = snakemake.input.fused[methods.index(method)]
+fused = read_parquet(fused_path)
+samples = snakemake.params.samples
+probes = probes_by_sample(samples, {Path(f).stem: read_json(f) for f in snakemake.input.probes})
+folder = Path(snakemake.output[0])
+folder.mkdir(parents=True, exist_ok=True)
+for video in samples:
+    rows = fused[fused["video"] == video]
+    if rows.empty:
+        raise ValueError(f"{fused_path}: no rows for validation video '{video}'")
+    fps = probes[video]["fps"]
+    labels = frame_labels(rows, task, "validation", Path(snakemake.params.corpus), probes, log.warning)
+    title = f"{video}: {task.upper()} validation, {method} fusion (out-of-fold) against the labels"
+    if task == "va":
+        figure = va_figure(title, rows["frame"].to_numpy(), fps, rows[list(PREDICTION_COLUMNS[task])], labels)
+    else:
+        figure = expr_figure(title, rows["frame"].to_numpy(), fps, predicted_classes(rows), labels)
+    save_figure(figure, folder / f"{video}.{FIGURE_FORMAT}")
+log.info("%s: %d figures of %s fusion", folder, len(samples), method)
