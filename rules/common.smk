@@ -41,6 +41,7 @@ wildcard_constraints:
     video="|".join(map(re.escape, VIDEOS)),
     sample="|".join(map(re.escape, SAMPLES)),
     window=r"[0-9.]+",
+    copy_number=r"[1-9][0-9]*",
     method="swf|dwf|rf",
     resource_file="|".join(map(re.escape, RESOURCE_BY_FILE)),
 
@@ -100,6 +101,15 @@ def split_samples(task, split):
 def embedding_path(model, sample):
     spec = MODELS[model]
     return f"results/embeddings/{spec['modality']}/{spec['extractor']}/{sample}.parquet"
+
+
+def augmented_embeddings(model, task):
+    """The augmented copies of the training samples' embeddings, for a model of modality audio."""
+    spec = MODELS[model]
+    if spec["modality"] != "audio":
+        return []
+    return [f"results/embeddings/audio/{spec['extractor']}/augmented/{copy}/{s}.parquet"
+            for copy in range(1, config["augmentation"]["copies"] + 1) for s in split_samples(task, "train")]
 
 
 def model_embeddings(model, task, splits):

@@ -121,3 +121,33 @@ rule audio_embeddings_pdem:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/audio_embeddings_pdem.py"
+
+
+use rule audio_embeddings as audio_embeddings_augmented with:
+    output:
+        "results/embeddings/audio/logmel/augmented/{copy_number}/{sample}.parquet",
+    log:
+        "results/logs/audio_embeddings/logmel/augmented/{copy_number}/{sample}.log",
+    benchmark:
+        "results/benchmarks/audio_embeddings/logmel/augmented/{copy_number}/{sample}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio=section("embeddings", "audio"),
+        augmentation=section("augmentation"),
+
+
+use rule audio_embeddings_pdem as audio_embeddings_pdem_augmented with:
+    output:
+        "results/embeddings/audio/pdem/augmented/{copy_number}/{sample}.parquet",
+    log:
+        "results/logs/audio_embeddings/pdem/augmented/{copy_number}/{sample}.log",
+    benchmark:
+        "results/benchmarks/audio_embeddings/pdem/augmented/{copy_number}/{sample}.tsv"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
+        pdem=section("embeddings", "pdem"),
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
+        accept_unpinned=config["resources"]["accept_unpinned"],
+        device=config["device"],
+        augmentation=section("augmentation"),

@@ -1,6 +1,7 @@
 rule train:
     input:
         embeddings=lambda w: model_embeddings(w.model, w.task, ["train", "validation"]),
+        augmented=lambda w: augmented_embeddings(w.model, w.task),
         probes=lambda w: probes(w.task, ["train", "validation"]),
         annotations=lambda w: annotations(w.task, "train") + annotations(w.task, "validation"),
     output:

@@ -202,3 +202,24 @@ def test_adding_a_video_runs_only_its_front_end_and_the_models_after_it(demo_run
         {rule: n for rule, n in everything.items() if rule not in PER_VIDEO_RULES}
     assert everything["train"] > 1 and everything["probe_video"] == len(demo.DEMO_VIDEOS)
 
+
+
+def test_audio_augmentation_embeds_copies_of_the_training_audio_for_the_audio_models(demo_run):
+    config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
+    config["augmentation"] |= {"copies": 2, "noise_p": 1.0}
+    (demo_run / "augmented.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", "augmented.yaml").stdout)
+    manifest = demo_manifest(demo_run / "results" / "demo_corpus")
+    train = sorted({s for task in config["tasks"] for s in manifest.samples[task]["train"]})
+    audio_models = [m for m in config["models"].values() if m["modality"] == "audio"]
+    assert jobs["audio_embeddings_augmented"] == 2 * len(train)
+    assert jobs["train"] == len(config["tasks"]) * sum(len(m["windows_s"]) for m in audio_models)
+    assert "face_embeddings" not in jobs and "audio_embeddings" not in jobs
+    probes = {s: json.loads((demo_run / "results" / "probe" / f"{s}.json").read_text()) for s in train}
+    sample = next(s for s in train if probes[s]["has_audio"])
+    copy = f"results/embeddings/audio/logmel/augmented/1/{sample}.parquet"
+    snakemake(demo_run, "--configfile=augmented.yaml", copy)
+    original = pd.read_parquet(demo_run / "results" / "embeddings" / "audio" / "logmel" / f"{sample}.parquet")
+    augmented = pd.read_parquet(demo_run / copy)
+    assert augmented[["frame", "window"]].equals(original[["frame", "window"]])
+    assert not np.allclose(np.stack(augmented["embedding"]), np.stack(original["embedding"]))

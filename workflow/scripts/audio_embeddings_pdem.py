@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avaffect.augment import augmented_copy
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.media import read_wav
@@ -23,6 +24,9 @@ model, extractor = build_pdem(Path(snakemake.input.config).parent)
 load_pdem_weights(model, Path(snakemake.input.weights))
 probe = read_json(snakemake.input.probe)
 samples, rate = read_wav(Path(snakemake.input.audio))
+if augmentation := snakemake.params.get("augmentation"):
+    samples = augmented_copy(samples, augmentation, int(snakemake.wildcards.copy_number), snakemake.wildcards.sample)
+    log.info("augmented copy %s of %s", snakemake.wildcards.copy_number, snakemake.wildcards.sample)
 voiced = segments_seconds(read_parquet(snakemake.input.vad), probe["fps"])
 duration = min(len(samples) / rate, probe["n_frames"] / probe["fps"])
 windows, columns = audio_window_grid(voiced, duration, probe["n_frames"], probe["fps"], p.rate_hz,

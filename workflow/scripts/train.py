@@ -29,6 +29,15 @@ probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
 sets = {split: labelled_sequences(names, task, split, Path(p.corpus), spec["modality"], embeddings, probes,
                                   log.warning, p.expr_label_s)
         for split, names in p.samples.items()}
+copies: dict[str, dict[str, Path]] = {}
+for f in snakemake.input.augmented:
+    copies.setdefault(Path(f).parent.name, {})[Path(f).stem] = Path(f)
+for copy, files in sorted(copies.items()):
+    # An augmented copy carries the labels of its sample and only ever joins the training split.
+    augmented = labelled_sequences(p.samples["train"], task, "train", Path(p.corpus), spec["modality"], files, probes,
+                                   log.warning, p.expr_label_s)
+    log.info("augmented copy %s: %d training sequences", copy, len(augmented))
+    sets["train"] += augmented
 for split, sequences in sets.items():
     labelled = require_labelled_steps(task, split, sequences, f"model {snakemake.wildcards.model}, task {task}")
     log.info("%s: %d sequences, %d steps, %d labelled", split, len(sequences), sum(len(s.frames) for s in sequences),
