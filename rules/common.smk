@@ -53,7 +53,7 @@ def resource_path(key):
 
 DETECTOR_WEIGHTS = {
     name: key
-    for name, key in {"retinaface": "retinaface_mobilenet025"}.items()
+    for name, key in {"retinaface": "retinaface_mobilenet025", "face_landmarker": "mediapipe_face_landmarker"}.items()
     if name in config["faces"]["detector"].split("+")
 }
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from avaffect.faces import MediaPipeDetector, build_detector, detect_all, track_person
+from avaffect.faces import FaceLandmarkerDetector, MediaPipeDetector, build_detector, detect_all, track_person
 from avaffect.media import iter_frames, probe_video
 
 SETTINGS = {"retinaface": {"score_threshold": 0.8, "nms_threshold": 0.4},
@@ -17,7 +17,8 @@ PORTRAITS = ["biden.jpg", "obama.jpg", "obama2.jpg", "obama-240p.jpg", "alex-lac
 CENTRE_TOLERANCE = 0.15
 """RetinaFace and MediaPipe box centres may differ by this fraction of the RetinaFace box size: the two were
 trained on different box conventions (MediaPipe's box sits lower, from brows to chin); measured differences
-on these photos are 2-9 % (see test_detectors_agree_on_photos)."""
+on these photos are 2-9 % (see test_detectors_agree_on_photos); the Face Landmarker's mesh box differs from
+RetinaFace's by 4-9 %."""
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -35,6 +36,12 @@ def detector(shared):
 @pytest.fixture(scope="module")
 def mediapipe():
     return MediaPipeDetector(**SETTINGS["mediapipe"])
+
+
+@pytest.fixture(scope="module")
+def landmarker(shared):
+    return FaceLandmarkerDetector(shared / "weights" / "mediapipe" / "face_landmarker.task", max_faces=4,
+                                  score_threshold=0.5)
 
 
 def tracked(detector, video: Path):
@@ -59,6 +66,33 @@ def test_detectors_agree_on_photos(detector, mediapipe, shared, name):
     assert len(blaze) == len(retina)
     for a, b in zip(retina, blaze, strict=True):
         assert np.hypot(*np.subtract(a.center, b.center)) < CENTRE_TOLERANCE * a.size
+
+
+@pytest.mark.parametrize("name", ["two_people.jpg", *PORTRAITS])
+def test_face_landmarker_agrees_with_retinaface_on_photos(detector, landmarker, shared, name):
+    image = read_rgb(shared / "media" / "photos" / name)
+    retina = sorted(detector.detect_batch([image])[0], key=lambda f: f.center[0])
+    mesh = sorted(landmarker.detect_batch([image])[0], key=lambda f: f.center[0])
+    assert len(mesh) == len(retina) == (2 if name == "two_people.jpg" else 1)
+    for a, b in zip(retina, mesh, strict=True):
+        assert np.hypot(*np.subtract(a.center, b.center)) < CENTRE_TOLERANCE * a.size
+        left_eye, right_eye, nose, mouth_left, mouth_right = b.landmarks
+        assert left_eye[0] < nose[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+def test_face_landmarker_as_the_fallback_of_retinaface(shared):
+    weights = {"retinaface": shared / "weights" / "retinaface" / "mobilenet0.25_Final.pth",
+               "face_landmarker": shared / "weights" / "mediapipe" / "face_landmarker.task"}
+    settings = SETTINGS | {"face_landmarker": {"max_faces": 4, "score_threshold": 0.5}}
+    combined = build_detector("retinaface+face_landmarker", settings, "cpu", weights)
+    assert combined.name == "retinaface+face_landmarker"
+    blank = np.zeros((240, 320, 3), np.uint8)
+    portrait = read_rgb(shared / "media" / "photos" / "obama.jpg")
+    found = combined.detect_batch([blank, portrait])
+    assert found[0] == [] and [f.detector for f in found[1]] == ["retinaface"]
+    with pytest.raises(ValueError, match="mediapipe_face_landmarker"):
+        build_detector("face_landmarker", settings, "cpu", {})
 
 
 @pytest.mark.parametrize("clip", [f"retalking_face_{i}.mp4" for i in range(1, 5)])
