@@ -6,7 +6,8 @@ Stages, each timed on its own: audio extraction (16 kHz mono), Silero VAD, mouth
 detection, tracking and face mesh on every frame, then the mouth hysteresis), PDEM embeddings on 4 s windows
 every 2 s covering the whole clip (the worst case: every frame voiced). PDEM runs with RANDOM weights built
 from ../shared/weights/pdem-config, since the real ones cannot be had here: the compute is the same, the
-values are not. Vocal separation (Spleeter) is not in this version and is not measured.
+values are not. Vocal separation (Spleeter, in its own environment) has its own benchmark:
+benchmarks/spleeter_separation.py.
 
 Peak memory is the process's maximum resident set after each stage (it only grows). The per-minute cost of
 each stage is its time divided by the clip's minutes; the Aff-Wild2 estimate multiplies it by the corpus's
