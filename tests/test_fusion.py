@@ -20,7 +20,6 @@ from avaffect.fusion import (
     _set_scores,
     apply_fitted_fusion,
     best_fusion,
-    best_reported_fusion,
     compare_fusions,
     dirichlet_draws,
     evenly_spaced,
@@ -31,7 +30,7 @@ from avaffect.fusion import (
     stacking_features,
     video_folds,
 )
-from avaffect.metrics import ccc, macro_f1, p_va, valid_va
+from avaffect.metrics import best_reported_fusion, ccc, macro_f1, p_va, valid_va
 
 N_CLASSES = 8
 

@@ -13,7 +13,7 @@ score is reported beside it, so the optimism of scoring on the frames one select
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,7 @@ from avaffect.corpus import (
 )
 from avaffect.metrics import (
     MIN_CCC_VALUES,
-    PRIMARY_METRIC,
+    best_reported_fusion,
     ccc_from_moments,
     check_classes,
     expr_scores,
@@ -741,18 +741,6 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
 def best_fusion(fitted: dict[str, FittedFusion], task: str) -> str:
     """The method whose out-of-fold score (PRIMARY_METRIC) is highest; the first listed on a tie."""
     return best_reported_fusion({method: fit.report for method, fit in fitted.items()}, task)
-
-
-def best_reported_fusion(reports: Mapping[str, dict], task: str) -> str:
-    """best_fusion from each method's report (a FittedFusion's, or the "fusion" entry of the method's
-    metrics.json): what the submission and the report take as the fused prediction."""
-    metric = PRIMARY_METRIC[task]
-
-    def score(method: str) -> float:
-        value = reports[method]["out_of_fold"][metric]
-        return -np.inf if np.isnan(value) else value
-
-    return max(reports, key=score)
 
 
 # --- Frame-level tables ---------------------------------------------------------------------------------

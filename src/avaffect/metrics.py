@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from avaffect.corpus import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS, VA_INVALID
@@ -122,3 +124,15 @@ def expr_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(EXP
     f1 = macro_f1(y_true, y_pred, n_classes)
     acc = accuracy(y_true, y_pred, n_classes)
     return {"macro_f1": f1, "accuracy": acc, "cpm": CPM_F1_WEIGHT * f1 + CPM_ACCURACY_WEIGHT * acc}
+
+
+def best_reported_fusion(reports: Mapping[str, dict], task: str) -> str:
+    """best_fusion from each method's report (a FittedFusion's, or the "fusion" entry of the method's
+    metrics.json): what the submission and the report take as the fused prediction."""
+    metric = PRIMARY_METRIC[task]
+
+    def score(method: str) -> float:
+        value = reports[method]["out_of_fold"][metric]
+        return -np.inf if np.isnan(value) else value
+
+    return max(reports, key=score)

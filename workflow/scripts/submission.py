@@ -3,9 +3,8 @@
 from pathlib import Path
 
 from avaffect.corpus import probes_by_sample
-from avaffect.fusion import best_reported_fusion
 from avaffect.logs import job_logger
-from avaffect.metrics import PRIMARY_METRIC
+from avaffect.metrics import PRIMARY_METRIC, best_reported_fusion
 from avaffect.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
 from avaffect.tables import read_json, read_parquet
 

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from avaffect.corpus import PREDICTION_COLUMNS, probes_by_sample
-from avaffect.fusion import best_reported_fusion, frame_labels
+from avaffect.fusion import frame_labels
 from avaffect.logs import job_logger
+from avaffect.metrics import best_reported_fusion
 from avaffect.report import FIGURE_FORMAT, expr_figure, save_figure, va_figure
 from avaffect.submission import predicted_classes
 from avaffect.tables import read_json, read_parquet
