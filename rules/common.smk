@@ -12,7 +12,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
-from avaffect.corpus import SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
+from avaffect.corpus import LABELLED_SPLITS, SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
 from avaffect.resources import load_manifest  # noqa: E402
 from avaffect.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
@@ -29,17 +29,20 @@ RESOURCES = load_manifest(Path(workflow.basedir) / "resources" / "manifest.yaml"
 RESOURCE_BY_FILE = {entry.file: key for key, entry in RESOURCES.items()}
 
 MANIFEST = demo_manifest(CORPUS) if config["corpus"]["demo"] else scan_corpus(CORPUS, tuple(TASKS))
-VIDEOS = sorted(MANIFEST.videos)
+
+
 # A sample is one annotated person: the video itself, or one side of a two-person video (`<video>_left`).
-SAMPLES = MANIFEST.all_samples()
-
-
+# Video and sample names are any name without a slash, not an alternation of the corpus's names: Snakemake
+# writes global constraints into every output pattern and matches each file against them: 600 names in
+# them were a fifth of the DAG build time of an Aff-Wild2-size corpus. A name outside the corpus fails in corpus_video.
 wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(MODELS),
     split="|".join(SPLITS),
-    video="|".join(map(re.escape, VIDEOS)),
-    sample="|".join(map(re.escape, SAMPLES)),
+    modality="face|audio",
+    extractor="|".join(sorted({spec["extractor"] for spec in MODELS.values()})),
+    video=r"[^/]+",
+    sample=r"[^/]+",
     window=r"[0-9.]+",
     copy_number=r"[1-9][0-9]*",
     method="swf|dwf|rf",
@@ -77,13 +80,19 @@ def vad_inputs(wildcards):
     return inputs
 
 
+def corpus_video(video):
+    if video not in MANIFEST.videos:
+        raise WorkflowError(f"{video}: no such video in the corpus at {CORPUS}")
+    return str(MANIFEST.videos[video])
+
+
 def video_file(wildcards):
-    return str(MANIFEST.videos[wildcards.video])
+    return corpus_video(wildcards.video)
 
 
 def sample_video(wildcards):
     """The video file of a sample; both sides of a two-person video read the same file."""
-    return str(MANIFEST.videos[video_of(wildcards.sample)])
+    return corpus_video(video_of(wildcards.sample))
 
 
 def sample_probe(wildcards):
@@ -98,22 +107,23 @@ def split_samples(task, split):
     return MANIFEST.samples[task][split]
 
 
-def embedding_path(model, sample):
+def sample_set(model, task, split):
+    """The file listing what the model jobs of this split read (avaffect.corpus.SampleSet)."""
     spec = MODELS[model]
-    return f"results/embeddings/{spec['modality']}/{spec['extractor']}/{sample}.parquet"
+    return f"results/sets/{spec['modality']}/{spec['extractor']}/{task}/{split}.json"
 
 
-def augmented_embeddings(model, task):
-    """The augmented copies of the training samples' embeddings, for a model of modality audio."""
-    spec = MODELS[model]
-    if spec["modality"] != "audio":
+def set_embeddings(wildcards):
+    return [f"results/embeddings/{wildcards.modality}/{wildcards.extractor}/{s}.parquet"
+            for s in split_samples(wildcards.task, wildcards.split)]
+
+
+def set_augmented(wildcards):
+    """The augmented copies of the training samples' audio embeddings: they only ever join the training split."""
+    if wildcards.modality != "audio" or wildcards.split != "train":
         return []
-    return [f"results/embeddings/audio/{spec['extractor']}/augmented/{copy}/{s}.parquet"
-            for copy in range(1, config["augmentation"]["copies"] + 1) for s in split_samples(task, "train")]
-
-
-def model_embeddings(model, task, splits):
-    return [embedding_path(model, s) for split in splits for s in split_samples(task, split)]
+    return [f"results/embeddings/audio/{wildcards.extractor}/augmented/{copy}/{s}.parquet"
+            for copy in range(1, config["augmentation"]["copies"] + 1) for s in split_samples(wildcards.task, "train")]
 
 
 def probes(task, splits):

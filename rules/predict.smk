@@ -1,7 +1,7 @@
 rule predict:
     input:
         checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
-        embeddings=lambda w: [embedding_path(w.model, s) for s in split_samples(w.task, w.split)],
+        samples=lambda w: sample_set(w.model, w.task, w.split),
     output:
         "results/predictions/raw/{model}/{task}/w{window}/{split}.parquet",
     log:
@@ -9,7 +9,6 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
     params:
-        samples=lambda w: split_samples(w.task, w.split),
         modality=lambda w: MODELS[w.model]["modality"],
         device=config["device"],
     threads: 1

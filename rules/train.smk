@@ -1,9 +1,31 @@
+rule sample_set:
+    input:
+        embeddings=set_embeddings,
+        augmented=set_augmented,
+        probes=lambda w: probes(w.task, [w.split]),
+        annotations=lambda w: annotations(w.task, w.split) if w.split in LABELLED_SPLITS else [],
+    output:
+        "results/sets/{modality}/{extractor}/{task}/{split}.json",
+    log:
+        "results/logs/sample_set/{modality}/{extractor}/{task}/{split}.log",
+    benchmark:
+        "results/benchmarks/sample_set/{modality}/{extractor}/{task}/{split}.tsv"
+    params:
+        samples=lambda w: split_samples(w.task, w.split),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/sample_set.py"
+
+
 rule train:
     input:
-        embeddings=lambda w: model_embeddings(w.model, w.task, ["train", "validation"]),
-        augmented=lambda w: augmented_embeddings(w.model, w.task),
-        probes=lambda w: probes(w.task, ["train", "validation"]),
-        annotations=lambda w: annotations(w.task, "train") + annotations(w.task, "validation"),
+        train=lambda w: sample_set(w.model, w.task, "train"),
+        validation=lambda w: sample_set(w.model, w.task, "validation"),
     output:
         checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
         metrics="results/models/{model}/{task}/w{window}/metrics.json",
@@ -13,7 +35,6 @@ rule train:
     benchmark:
         "results/benchmarks/train/{model}/{task}/w{window}.tsv"
     params:
-        samples=lambda w: samples_by_split(w.task, ["train", "validation"]),
         corpus=str(CORPUS),
         model=lambda w: model_settings(w.model),
         family=lambda w: family_settings(w.model),

@@ -1,14 +1,19 @@
+import json
+
 import numpy as np
 import pytest
 
 from avaffect.corpus import (
     AnnotationError,
     CorpusError,
+    SampleSetError,
     align_to_frames,
     annotation_path,
     challenge_test_list,
     probes_by_sample,
     read_annotation,
+    read_sample_set,
+    sample_set,
     scan_corpus,
     side_of,
     video_of,
@@ -68,7 +73,7 @@ def test_scan_corpus_and_two_person_names(tmp_path):
         write(tmp_path / "videos" / f"{video}.mp4", "x")
     manifest = scan_corpus(tmp_path, ("va",))
     assert manifest.samples["va"]["train"] == ["a", "b_left", "b_right"]
-    assert manifest.all_samples() == ["a", "b_left", "b_right", "c", "d"]
+    assert manifest.samples["va"]["validation"] == ["c"] and manifest.samples["va"]["test"] == ["d"]
     assert sorted(manifest.videos) == ["a", "b", "c", "d"]
     assert video_of("b_left") == "b" and manifest.split_of("va", "d") == "test"
     assert [side_of(s) for s in ("a", "b_left", "b_right")] == [None, "left", "right"]
@@ -83,3 +88,30 @@ def test_scan_corpus_names_missing_video(tmp_path):
     write(tmp_path / "videos" / "a.mp4", "x")
     with pytest.raises(CorpusError, match="'c'"):
         scan_corpus(tmp_path, ("va",))
+
+
+def test_a_sample_set_round_trips_with_its_augmented_copies_by_copy_number(tmp_path):
+    found = sample_set("va", "train", ["b_left", "a"], ["emb/b_left.parquet", "emb/a.parquet"],
+                       ["probe/a.json", "probe/b.json"],
+                       ["emb/augmented/1/a.parquet", "emb/augmented/2/a.parquet", "emb/augmented/1/b_left.parquet"])
+    assert found.samples == ("b_left", "a")
+    assert found.embeddings == {"b_left": "emb/b_left.parquet", "a": "emb/a.parquet"}
+    assert found.probes == {"a": "probe/a.json", "b": "probe/b.json"}
+    assert found.augmented == {"1": {"a": "emb/augmented/1/a.parquet", "b_left": "emb/augmented/1/b_left.parquet"},
+                               "2": {"a": "emb/augmented/2/a.parquet"}}
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps(found.to_dict(), sort_keys=True))
+    assert read_sample_set(path) == found
+
+
+def test_a_sample_set_needs_one_embedding_per_sample(tmp_path):
+    with pytest.raises(SampleSetError, match="va validation: 2 samples but 1 embedding files"):
+        sample_set("va", "validation", ["a", "b"], ["emb/a.parquet"], [], [])
+    path = tmp_path / "set.json"
+    data = sample_set("va", "validation", ["a"], ["emb/a.parquet"], [], []).to_dict()
+    path.write_text(json.dumps(data | {"samples": ["a", "b"]}))
+    with pytest.raises(SampleSetError, match=f"{path}: samples without an embedding file: b"):
+        read_sample_set(path)
+    path.write_text("{")
+    with pytest.raises(SampleSetError, match=f"{path}: not a readable sample set"):
+        read_sample_set(path)

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from avaffect.workdir import copy_workflow, planned_jobs
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 START_SLURM = REPO / "tests" / "slurm" / "start_slurm.sh"
+STOP_SLURM = REPO / "tests" / "slurm" / "stop_slurm.sh"
 NOT_ROOT = 2  # start_slurm.sh's exit status when SLURM is down and it may not start it
 VIDEOS_PER_JOB = 5
 PER_VIDEO_RULES = {"probe_video", "extract_audio", "separate_vocals", "detect_faces", "face_landmarks",
@@ -40,14 +42,17 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def slurm_conf() -> Path:
+def slurm_conf() -> Iterator[Path]:
     if not shutil.which("sinfo") and not shutil.which("apt-get"):
         pytest.skip("SLURM is not installed and there is no apt-get to install it")
     started = subprocess.run(["bash", str(START_SLURM)], capture_output=True, text=True)
     if started.returncode == NOT_ROOT:
         pytest.skip(f"SLURM is down and starting it needs root: {started.stderr.strip()}")
     assert started.returncode == 0, f"start_slurm.sh failed:\n{started.stderr[-4000:]}"
-    return Path(started.stdout.strip())
+    yield Path(started.stdout.strip())
+    # A cluster this test started goes down with it; one that was already up stays up.
+    if "already up" not in started.stderr:
+        subprocess.run(["bash", str(STOP_SLURM)], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO
 
 from avaffect import demo
-from avaffect.corpus import annotation_path, read_annotation
+from avaffect.corpus import SPLITS, annotation_path, read_annotation
 from avaffect.demo import demo_manifest
 from avaffect.metrics import macro_f1, p_va
 from avaffect.submission import read_submission
@@ -199,11 +199,19 @@ def test_adding_a_video_runs_only_its_front_end_and_the_models_after_it(demo_run
         for path in files:
             path.unlink(missing_ok=True)
     assert {rule: jobs[rule] for rule in PER_VIDEO_RULES} == dict.fromkeys(PER_VIDEO_RULES, 1)
+    # of the sample sets, only the training split's (one per extractor and task) lists the new video
+    assert jobs["sample_set"] == everything["sample_set"] // len(SPLITS)
     # a new training video changes every model, and so everything after training
-    assert {rule: n for rule, n in jobs.items() if rule not in PER_VIDEO_RULES} == \
-        {rule: n for rule, n in everything.items() if rule not in PER_VIDEO_RULES}
+    assert {rule: n for rule, n in jobs.items() if rule not in {*PER_VIDEO_RULES, "sample_set"}} == \
+        {rule: n for rule, n in everything.items() if rule not in {*PER_VIDEO_RULES, "sample_set"}}
     assert everything["train"] > 1 and everything["probe_video"] == len(demo.DEMO_VIDEOS)
 
+
+
+def test_a_target_outside_the_corpus_is_an_error_naming_it(demo_run):
+    result = snakemake(demo_run, "-n", "results/faces/not_in_corpus.parquet", check=False)
+    assert result.returncode != 0
+    assert "not_in_corpus: no such video in the corpus" in result.stdout + result.stderr
 
 
 def test_audio_augmentation_embeds_copies_of_the_training_audio_for_the_audio_models(demo_run):

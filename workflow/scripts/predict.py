@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from avaffect.checkpoints import read_checkpoint
-from avaffect.corpus import PREDICTION_COLUMNS
+from avaffect.corpus import PREDICTION_COLUMNS, read_sample_set
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.tables import write_parquet
@@ -14,8 +14,9 @@ task = snakemake.wildcards.task
 columns = list(PREDICTION_COLUMNS[task])
 checkpoint = read_checkpoint(Path(snakemake.input.checkpoint))
 sequences = []
-for sample, path in zip(snakemake.params.samples, snakemake.input.embeddings, strict=True):
-    found = video_sequences(Path(path), sample, snakemake.params.modality)
+inputs = read_sample_set(Path(snakemake.input.samples))
+for sample in inputs.samples:
+    found = video_sequences(Path(inputs.embeddings[sample]), sample, snakemake.params.modality)
     log.info("%s: %d steps with an embedding", sample, sum(int(s.present.sum()) for s in found))
     sequences += found
 if checkpoint.get("family") == "kelm":

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from avaffect.checkpoints import write_checkpoint
+from avaffect.corpus import read_sample_set
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.tables import atomic_write, read_json, write_json
@@ -24,18 +25,17 @@ p = snakemake.params
 task, window_s = snakemake.wildcards.task, float(snakemake.wildcards.window)
 spec = p.model
 torch.set_num_threads(snakemake.threads)
-embeddings = {Path(f).stem: Path(f) for f in snakemake.input.embeddings}
-probes = {Path(f).stem: read_json(f) for f in snakemake.input.probes}
-sets = {split: labelled_sequences(names, task, split, Path(p.corpus), spec["modality"], embeddings, probes,
-                                  log.warning, p.expr_label_s)
-        for split, names in p.samples.items()}
-copies: dict[str, dict[str, Path]] = {}
-for f in snakemake.input.augmented:
-    copies.setdefault(Path(f).parent.name, {})[Path(f).stem] = Path(f)
-for copy, files in sorted(copies.items()):
+inputs = {split: read_sample_set(Path(snakemake.input[split])) for split in ("train", "validation")}
+embeddings = {sample: Path(f) for found in inputs.values() for sample, f in found.embeddings.items()}
+probes = {video: read_json(f) for found in inputs.values() for video, f in found.probes.items()}
+sets = {split: labelled_sequences(list(found.samples), task, split, Path(p.corpus), spec["modality"], embeddings,
+                                  probes, log.warning, p.expr_label_s)
+        for split, found in inputs.items()}
+for copy, files in sorted(inputs["train"].augmented.items()):
     # An augmented copy carries the labels of its sample and only ever joins the training split.
-    augmented = labelled_sequences(p.samples["train"], task, "train", Path(p.corpus), spec["modality"], files, probes,
-                                   log.warning, p.expr_label_s)
+    augmented = labelled_sequences(list(inputs["train"].samples), task, "train", Path(p.corpus), spec["modality"],
+                                   {sample: Path(f) for sample, f in files.items()}, probes, log.warning,
+                                   p.expr_label_s)
     log.info("augmented copy %s: %d training sequences", copy, len(augmented))
     sets["train"] += augmented
 for split, sequences in sets.items():
