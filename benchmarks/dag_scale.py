@@ -85,13 +85,31 @@ def timed(workdir: Path, repeats: int, *args: str) -> tuple[list[tuple[float, fl
     return seconds, runs[-1][1]
 
 
+def directory_rules(workdir: Path) -> set[str]:
+    """The rules whose output is a `directory(...)`: the dry run prints such outputs like files."""
+    found = set()
+    for smk in (workdir / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", smk.read_text(), re.MULTILINE | re.DOTALL):
+            output = re.search(r"^    output:\n(.*?)(?=^    \w)", body, re.MULTILINE | re.DOTALL)
+            if output and "directory(" in output.group(1):
+                found.add(name)
+    return found
+
+
 def create_outputs(workdir: Path, dry_run_output: str) -> int:
-    """Create, empty, every output file that the dry run lists; how many."""
-    paths = {path.strip() for line in re.findall(r"^\s+output: (.+)$", dry_run_output, re.MULTILINE)
-             for path in line.split(",")}
-    for path in paths:
-        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / path).touch()
+    """Create, empty, every output that the dry run lists (a folder for a directory output); how many."""
+    folders = directory_rules(workdir)
+    paths = {}
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: (.+)$", dry_run_output, re.MULTILINE)
+    for rule, line in jobs:
+        for path in line.split(","):
+            paths[path.strip()] = rule in folders
+    for path, is_folder in paths.items():
+        if is_folder:
+            (workdir / path).mkdir(parents=True, exist_ok=True)
+        else:
+            (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / path).touch()
     return len(paths)
 
 

@@ -297,7 +297,7 @@ def test_annotation_length_mismatch_is_logged_and_never_shifts_labels(tmp_path, 
     path.write_text("\n".join([HEADERS[task], *values]))
     logged = []
     embeddings = {"clip": embeddings_file(tmp_path / "clip.parquet", n_frames, fps)}
-    [sequence] = labelled_sequences(["clip"], task, "train", tmp_path, "face", embeddings,
+    [sequence] = labelled_sequences(["clip"], task, "train", tmp_path, "face", [embeddings],
                                     {"clip": {"n_frames": n_frames, "fps": fps}}, logged.append, 1.0)
     assert [m for m in logged if str(path) in m and message in m]
     expected = read_annotation(path, task)
@@ -316,7 +316,7 @@ def test_all_labels_invalid_is_named_and_alone_cannot_train(tmp_path, task):
     path.write_text("\n".join([HEADERS[task], *[marker] * 50]) + "\n")
     logged = []
     embeddings = {"clip": embeddings_file(tmp_path / "clip.parquet", 50, 25.0)}
-    sequences = labelled_sequences(["clip"], task, "train", tmp_path, "face", embeddings,
+    sequences = labelled_sequences(["clip"], task, "train", tmp_path, "face", [embeddings],
                                    {"clip": {"n_frames": 50, "fps": 25.0}}, logged.append, 1.0)
     assert [m for m in logged if str(path) in m and "no valid label" in m]
     with pytest.raises(ValueError, match=f"model m, task {task}: no train step has both"):
@@ -422,3 +422,16 @@ def test_a_non_ascii_name_is_written_to_the_submission_as_utf8_whatever_the_loca
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert path.read_text(encoding="utf-8").splitlines()[1].startswith("clip ü 1/00001.jpg,")
+
+
+def test_an_augmented_copy_follows_its_sample_with_the_same_labels(tmp_path):
+    path = annotation_path(tmp_path, "va", "train", "clip")
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join([HEADERS["va"], *["0.5,-0.5"] * 50]))
+    originals = {s: embeddings_file(tmp_path / f"{s}.parquet", 50, 25.0) for s in ("clip", "other")}
+    copy = {"clip": embeddings_file(tmp_path / "augmented" / "1" / "clip.parquet", 50, 25.0)}
+    (tmp_path / "VA_Estimation_Challenge" / "Train_Set" / "other.txt").write_text(path.read_text())
+    sequences = labelled_sequences(["clip", "other"], "va", "train", tmp_path, "face", [originals, copy],
+                                   {v: {"n_frames": 50, "fps": 25.0} for v in ("clip", "other")}, print, 1.0)
+    assert [s.video for s in sequences] == ["clip", "clip", "other"]
+    assert all(np.allclose(s.labels, [0.5, -0.5]) for s in sequences)

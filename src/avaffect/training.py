@@ -356,9 +356,10 @@ def video_sequences(embedding_file: Path, video: str, modality: str) -> list[Ste
 
 
 def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
-                       embeddings: dict[str, Path], probes: dict[str, dict], log, expr_label_s: float
+                       embedding_sets: Sequence[dict[str, Path]], probes: dict[str, dict], log, expr_label_s: float
                        ) -> list[StepSequence]:
-    """Sequences of the samples with their labels; annotation/video length mismatches are logged.
+    """Sequences of the samples with their labels, from each embedding set that has the sample (the originals,
+    then augmented copies, which carry their sample's labels); annotation/video length mismatches are logged.
 
     Audio windows take window labels (`attach_window_labels`, EXPR by majority per `expr_label_s`)."""
     out = []
@@ -374,11 +375,14 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
         if not valid_labels(task, aligned).any():
             log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
                 f"{sample} adds nothing to the {split} set")
-        sequences = video_sequences(embeddings[sample], sample, modality)
-        if modality == "audio":
-            out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
-        else:
-            out += [attach_labels(s, aligned) for s in sequences]
+        for embeddings in embedding_sets:
+            if sample not in embeddings:
+                continue
+            sequences = video_sequences(embeddings[sample], sample, modality)
+            if modality == "audio":
+                out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
+            else:
+                out += [attach_labels(s, aligned) for s in sequences]
     return out
 
 

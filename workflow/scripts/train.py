@@ -26,18 +26,15 @@ task, window_s = snakemake.wildcards.task, float(snakemake.wildcards.window)
 spec = p.model
 torch.set_num_threads(snakemake.threads)
 inputs = {split: read_sample_set(Path(snakemake.input[split])) for split in ("train", "validation")}
-embeddings = {sample: Path(f) for found in inputs.values() for sample, f in found.embeddings.items()}
 probes = {video: read_json(f) for found in inputs.values() for video, f in found.probes.items()}
-sets = {split: labelled_sequences(list(found.samples), task, split, Path(p.corpus), spec["modality"], embeddings,
-                                  probes, log.warning, p.expr_label_s)
-        for split, found in inputs.items()}
-for copy, files in sorted(inputs["train"].augmented.items()):
-    # An augmented copy carries the labels of its sample and only ever joins the training split.
-    augmented = labelled_sequences(list(inputs["train"].samples), task, "train", Path(p.corpus), spec["modality"],
-                                   {sample: Path(f) for sample, f in files.items()}, probes, log.warning,
-                                   p.expr_label_s)
-    log.info("augmented copy %s: %d training sequences", copy, len(augmented))
-    sets["train"] += augmented
+sets = {}
+for split, found in inputs.items():
+    # Augmented copies carry the labels of their samples and only ever join the training split.
+    embedding_sets = [{sample: Path(f) for sample, f in files.items()}
+                      for files in (found.embeddings, *found.augmented.values())]
+    log.info("%s: %d samples, %d augmented copies", split, len(found.samples), len(found.augmented))
+    sets[split] = labelled_sequences(list(found.samples), task, split, Path(p.corpus), spec["modality"],
+                                     embedding_sets, probes, log.warning, p.expr_label_s)
 for split, sequences in sets.items():
     labelled = require_labelled_steps(task, split, sequences, f"model {snakemake.wildcards.model}, task {task}")
     log.info("%s: %d sequences, %d steps, %d labelled", split, len(sequences), sum(len(s.frames) for s in sequences),
