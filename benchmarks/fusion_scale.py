@@ -131,18 +131,24 @@ def to_frames(profile: pd.DataFrame, names: list[str], videos: dict[str, dict]) 
     Validation and test predictions are kept as (M, N, d) arrays; training videos are computed as the
     workflow does and dropped, since fusion never reads them.
     """
-    kept = {split: {"va": [], "expr": []} for split in ("validation", "test")}
-    for name, split, n, fps in zip(names, profile["split"], profile["n_frames"], profile["fps"], strict=True):
+    splits = profile["split"].map(SPLIT_NAMES)
+    widths = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
+    # Each video's frames are written in place: stacking and concatenating them would copy every value twice.
+    kept = {split: {task: np.empty((N_MODELS, int(profile["n_frames"][splits == split].sum()), d))
+                    for task, d in widths.items()} for split in ("validation", "test")}
+    start = dict.fromkeys(kept, 0)
+    for name, split, n, fps in zip(names, splits, profile["n_frames"], profile["fps"], strict=True):
         at_frame = frame_times(int(n), float(fps))
         window = hamming_window_frames(HAMMING_S, float(fps))
         video = videos[name]
-        for task in ("va", "expr"):
-            per_model = np.stack([hamming_smooth(interpolate_to_frames(video["times"], values, at_frame), window)
-                                  for values in video[task]])
-            if SPLIT_NAMES[split] in kept:
-                kept[SPLIT_NAMES[split]][task].append(per_model)
-    return {split: {task: np.concatenate(parts, axis=1) for task, parts in tasks.items()}
-            for split, tasks in kept.items()}
+        for task in widths:
+            for m, values in enumerate(video[task]):
+                smoothed = hamming_smooth(interpolate_to_frames(video["times"], values, at_frame), window)
+                if split in kept:
+                    kept[split][task][m, start[split]:start[split] + int(n)] = smoothed
+        if split in kept:
+            start[split] += int(n)
+    return kept
 
 
 def split_arrays(profile: pd.DataFrame, names: list[str], videos: dict[str, dict], split: str) -> dict:
