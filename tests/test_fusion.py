@@ -519,11 +519,11 @@ def test_filled_table_fills_empty_rows_with_the_prior_and_leaves_its_input_alone
 
 # --- Random-forest stacking: OOB curve, plateau rule, features -----------------------------------------
 
-def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5):
+def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5, max_samples=None):
     """OOB errors of a warm-started forest scored by sklearn itself (oob_score=True) at every grid count."""
     forest_type = RandomForestRegressor if task == "va" else RandomForestClassifier
     forest = forest_type(n_estimators=grid[0], min_samples_leaf=min_samples_leaf, max_features="sqrt",
-                         oob_score=True, warm_start=True, random_state=seed)
+                         max_samples=max_samples, oob_score=True, warm_start=True, random_state=seed)
     errors = []
     for n_trees in grid:
         forest.set_params(n_estimators=n_trees)
@@ -535,15 +535,19 @@ def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5):
 
 
 @pytest.mark.parametrize("task", ["va", "expr"])
-@pytest.mark.parametrize(("n_frames", "grid"), [(400, (1, 2, 3, 5, 8)), (1200, (5, 10, 20, 40))])
-def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid):
-    """Summing only the new trees' OOB predictions gives sklearn's score exactly, also with rows never left out."""
+@pytest.mark.parametrize(("n_frames", "grid", "max_samples"), [(400, (1, 2, 3, 5, 8), None),
+                                                               (1200, (5, 10, 20, 40), None),
+                                                               (1200, (5, 10, 20, 40), 0.5)])
+def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid, max_samples):
+    """Summing only the new trees' OOB predictions gives sklearn's score exactly, also with rows never left out
+    and with bootstraps smaller than the rows."""
     predictions, target, _ = video_data(task, 15, n_videos=1, n_frames=n_frames)
     features = stacking_features(predictions)
-    _, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None)
+    forest, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None, max_samples)
+    assert forest.max_samples == max_samples
     x = features
     y = target if task == "va" else target.astype(np.int64)
-    expected = sklearn_oob_curve(task, x, y, list(grid))
+    expected = sklearn_oob_curve(task, x, y, list(grid), max_samples=max_samples)
     assert [p["oob_error"] for p in curve] == expected[:len(curve)]
 
 
@@ -637,3 +641,20 @@ def test_rf_in_sample_scores_the_frames_the_final_forest_was_fit_on(task):
     assert primary(task, fitted.report["in_sample"]) > primary(task, _scores(task, target, fitted.apply(predictions)))
     assert not np.isnan(fitted.out_of_fold).any()
     assert fit("dwf", predictions, target, groups, task).report["in_sample_frames"] == "all"
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_rf_max_samples_reaches_every_forest_and_the_report(task):
+    predictions, target, groups = video_data(task, 20, n_videos=4, n_frames=200)
+    whole = fit("rf", predictions, target, groups, task)
+    half = fit("rf", predictions, target, groups, task, rf_max_samples=0.5)
+    assert whole.report["max_samples"] is None and half.report["max_samples"] == 0.5
+    assert half.forest.max_samples == 0.5
+    # Each tree drew half as many frames, so it was grown on fewer distinct ones.
+    n_fit = half.report["rows"]["fit"]
+    assert half.forest._n_samples_bootstrap == round(n_fit / 2)
+    assert whole.forest._n_samples_bootstrap == n_fit
+    assert not np.array_equal(whole.out_of_fold, half.out_of_fold)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="rf_max_samples"):
+            fit("rf", predictions, target, groups, task, rf_max_samples=bad)

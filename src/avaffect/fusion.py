@@ -561,9 +561,11 @@ def _forest_rows(features: np.ndarray, target: np.ndarray, task: str, max_rows: 
 
 
 def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, tree_grid: Sequence[int],
-                min_samples_leaf: int, n_jobs: int, max_rows: int | None) -> tuple[Forest, list[dict], dict]:
+                min_samples_leaf: int, n_jobs: int, max_rows: int | None, max_samples: float | None = None
+                ) -> tuple[Forest, list[dict], dict]:
     """Forest on the usable rows, its size the smallest measured count in `tree_grid` whose OOB error is within
-    RF_OOB_TOLERANCE of the best measured; returns it, the OOB curve and which rows it was fit on.
+    RF_OOB_TOLERANCE of the best measured; returns it, the OOB curve and which rows it was fit on. Each tree's
+    bootstrap draws max_samples times as many rows as there are (None: as many).
 
     Trees are added with warm_start, so the first n trees of the largest forest are exactly the forest of
     n trees the curve measured, and the forest is cut back to them. The grid stops growing at a plateau: once
@@ -579,7 +581,8 @@ def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, 
     forest_type = RandomForestRegressor if task == "va" else RandomForestClassifier
     # oob_score=False: the same trees (the OOB score is computed after they are grown), scored by _OobTally.
     forest = forest_type(n_estimators=grid[0], min_samples_leaf=min_samples_leaf, max_features=RF_MAX_FEATURES,
-                         bootstrap=True, oob_score=False, warm_start=True, random_state=seed, n_jobs=n_jobs)
+                         bootstrap=True, max_samples=max_samples, oob_score=False, warm_start=True,
+                         random_state=seed, n_jobs=n_jobs)
     tally = None
     curve = []
     for n_trees, next_count in zip(grid, [*grid[1:], None], strict=True):
@@ -686,8 +689,9 @@ def _fit_weights(method: str, predictions: np.ndarray, target: np.ndarray, task:
 
 def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups: np.ndarray, task: str,
                n_draws: int, seed: int, n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
-               rf_max_rows: int | None = None, tree_grid: Sequence[int] = RF_TREE_GRID,
-               min_samples_leaf: int = RF_MIN_SAMPLES_LEAF, n_jobs: int = 1) -> FittedFusion:
+               rf_max_rows: int | None = None, rf_max_samples: float | None = None,
+               tree_grid: Sequence[int] = RF_TREE_GRID, min_samples_leaf: int = RF_MIN_SAMPLES_LEAF,
+               n_jobs: int = 1) -> FittedFusion:
     """Fusion `method` of (M, N, d) validation predictions, chosen and scored by grouped K-fold over videos.
 
     target: VA (N, 2) with NaN (or VA_INVALID) invalid, EXPR (N,) classes with EXPR_INVALID; groups: (N,)
@@ -700,8 +704,9 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     Choosing may look at fewer frames than scoring: search_max_rows ("swf"/"dwf") and rf_max_rows ("rf")
     cap the annotated frames, evenly spaced in time (evenly_spaced; None: all), that weights are searched or
     forests grown on, while the out-of-fold score always covers every validation frame. The search costs about
-    n_draws x frames; a forest about 2 us per frame per tree on one core. n_draws is used by "swf"/"dwf" only,
-    tree_grid and min_samples_leaf by "rf" only. n_jobs: threads for the EXPR weight search, and for the
+    n_draws x frames; a forest about 2 us per frame drawn per tree on one core, each tree's bootstrap drawing
+    rf_max_samples times its frames (None: as many). n_draws is used by "swf"/"dwf" only, tree_grid,
+    rf_max_samples and min_samples_leaf by "rf" only. n_jobs: threads for the EXPR weight search, and for the
     forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
     """
     _check_task(task)
@@ -712,6 +717,8 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     if len(target) != predictions.shape[1] or len(groups) != predictions.shape[1]:
         raise ValueError(f"target and groups must have one row per frame ({predictions.shape[1]}), "
                          f"got {len(target)} and {len(groups)}")
+    if rf_max_samples is not None and not 0 < rf_max_samples <= 1:
+        raise ValueError(f"rf_max_samples must be in (0, 1] or None, got {rf_max_samples}")
     folds, n_splits = video_folds(groups, n_folds)
     out_of_fold = np.full((predictions.shape[1], predictions.shape[2]), np.nan)
     report: dict = {"method": method}
@@ -724,7 +731,7 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
             of all videos and its predictions of the frames it was fit on."""
             train = folds != k
             forest, curve, rows = _fit_forest(features[train], target[train], task, seed, tree_grid,
-                                              min_samples_leaf, n_jobs, rf_max_rows)
+                                              min_samples_leaf, n_jobs, rf_max_rows, rf_max_samples)
             held_out = features[~train] if k < n_splits else features[fit_rows]
             return forest, curve, rows, _forest_predict(forest, held_out, task)
 
@@ -741,7 +748,7 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
         in_sample = _scores(task, target[fit_rows], fit_predicted)
         report |= {"n_trees": fitted.n_trees, "oob_curve": curve,
                    "fold_n_trees": [len(part[0].estimators_) for part in parts[:-1]], "rows": rows,
-                   "min_samples_leaf": min_samples_leaf, "in_sample_frames": "fit"}
+                   "min_samples_leaf": min_samples_leaf, "max_samples": rf_max_samples, "in_sample_frames": "fit"}
     else:
         fold_weights, weights, rows = _fit_weights(method, predictions, target, task, folds, n_splits, n_draws,
                                                    seed, n_jobs, search_max_rows)
@@ -798,7 +805,8 @@ def label_prior(task: str, labels: np.ndarray) -> np.ndarray:
 def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: str, columns: list[str],
                     models: Sequence[str], methods: Sequence[str], n_draws: int, seed: int,
                     n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
-                    rf_max_rows: int | None = None, n_jobs: int = 1) -> tuple[dict[str, FittedFusion], dict]:
+                    rf_max_rows: int | None = None, rf_max_samples: float | None = None, n_jobs: int = 1
+                    ) -> tuple[dict[str, FittedFusion], dict]:
     """Each method fit by `fit_fusion` on the validation tables (videos are the groups), and a report.
 
     report: "validation" (every model's own scores), "fusion" (each method's FittedFusion report, with
@@ -808,7 +816,8 @@ def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: st
     # The two people of a two-person video share scenes and often labels: they stay in one fold.
     groups = tables[0]["video"].map(video_of).to_numpy()
     fitted = {method: fit_fusion(method, stacked, labels, groups, task, n_draws, seed, n_folds,
-                                 search_max_rows=search_max_rows, rf_max_rows=rf_max_rows, n_jobs=n_jobs)
+                                 search_max_rows=search_max_rows, rf_max_rows=rf_max_rows,
+                                 rf_max_samples=rf_max_samples, n_jobs=n_jobs)
               for method in methods}
     report = {"validation": {name: _scores(task, labels, stacked[i]) for i, name in enumerate(models)},
               "fusion": {method: fit.report for method, fit in fitted.items()},
