@@ -21,7 +21,7 @@ each tree drawing rf_max_samples of them; every out-of-fold score covers all val
 workflow (a forest's in-sample score covers the frames it was fit on). Each stage's CPU time (all threads) is
 reported beside its wall time: on a machine shared with others it says more. RF stacking grows up to 400 trees
 (RF_TREE_GRID; the grid stops at an OOB plateau, see fusion._fit_forest) for each fold and the final fit,
---jobs forests at a time on --jobs threads each.
+--jobs forests at a time on --jobs threads each; interpolation and smoothing do --jobs videos at a time.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -127,29 +128,35 @@ def simulate(profile: pd.DataFrame, names: list[str]) -> dict[str, dict]:
             for name, n, fps in zip(names, profile["n_frames"], profile["fps"], strict=True)}
 
 
-def to_frames(profile: pd.DataFrame, names: list[str], videos: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
+def to_frames(profile: pd.DataFrame, names: list[str], videos: dict[str, dict], jobs: int
+              ) -> dict[str, dict[str, np.ndarray]]:
     """Every model's predictions on every frame (interpolated, then Hamming-smoothed), for both tasks.
 
     Validation and test predictions are kept as (M, N, d) arrays; training videos are computed as the
-    workflow does and dropped, since fusion never reads them.
+    workflow does and dropped, since fusion never reads them. `jobs` videos are done at a time, as the
+    workflow runs its jobs side by side (threads: numpy and scipy release the GIL in their loops).
     """
     splits = profile["split"].map(SPLIT_NAMES)
+    n_frames = profile["n_frames"].astype(int)
+    starts = n_frames.groupby(splits).cumsum() - n_frames  # where each video begins in its split's arrays
     widths = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
     # Each video's frames are written in place: stacking and concatenating them would copy every value twice.
-    kept = {split: {task: np.empty((N_MODELS, int(profile["n_frames"][splits == split].sum()), d))
-                    for task, d in widths.items()} for split in ("validation", "test")}
-    start = dict.fromkeys(kept, 0)
-    for name, split, n, fps in zip(names, splits, profile["n_frames"], profile["fps"], strict=True):
-        at_frame = frame_times(int(n), float(fps))
-        window = hamming_window_frames(HAMMING_S, float(fps))
-        video = videos[name]
+    kept = {split: {task: np.empty((N_MODELS, int(n_frames[splits == split].sum()), d)) for task, d in widths.items()}
+            for split in ("validation", "test")}
+
+    def smooth_video(i: int) -> None:
+        n, fps, split = int(n_frames.iloc[i]), float(profile["fps"].iloc[i]), splits.iloc[i]
+        at_frame = frame_times(n, fps)
+        window = hamming_window_frames(HAMMING_S, fps)
+        video = videos[names[i]]
         for task in widths:
             for m, values in enumerate(video[task]):
                 smoothed = hamming_smooth(interpolate_to_frames(video["times"], values, at_frame), window)
                 if split in kept:
-                    kept[split][task][m, start[split]:start[split] + int(n)] = smoothed
-        if split in kept:
-            start[split] += int(n)
+                    kept[split][task][m, starts.iloc[i]:starts.iloc[i] + n] = smoothed
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(smooth_video, range(len(names))))
     return kept
 
 
@@ -200,7 +207,7 @@ def main() -> None:
           flush=True)
     validation = split_arrays(profile, names, videos, "validation")
     test = split_arrays(profile, names, videos, "test")
-    frames = timed(stages, "interpolate_smooth", lambda: to_frames(profile, names, videos), cpu)
+    frames = timed(stages, "interpolate_smooth", lambda: to_frames(profile, names, videos, args.jobs), cpu)
     videos.clear()  # label-rate predictions are not needed any more
     fitted, scores = {}, {}
     for task in ("va", "expr"):
