@@ -199,7 +199,7 @@ SUBMITTED = FUSION_METHODS if config["fusion"]["submit"] == "best" else [config[
 def fusion_settings(method):
     settings = {"folds": config["fusion"]["folds"], "seed": config["fusion"]["seed"]}
     if method == "rf":
-        return settings | {"rf_max_rows": config["fusion"]["rf_max_rows"]}
+        return settings | {key: config["fusion"][key] for key in ("rf_max_rows", "rf_max_samples")}
     return settings | {"draws": config["fusion"]["draws"], "search_max_rows": config["fusion"]["search_max_rows"]}
 
 
