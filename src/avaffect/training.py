@@ -75,13 +75,19 @@ def attach_window_labels(sequence: StepSequence, labels: np.ndarray, fps: float,
     (20 for 4 s at 5 Hz; invalid ones stay NaN and are masked), an EXPR window one label per `slot_s`
     (4 for 4 s), the most frequent valid class of the video frames in that slot, given to each of its steps.
     """
-    if labels.dtype.kind == "f":
-        return attach_labels(sequence, labels)
-    start = float(sequence.times[0])
-    slots = slot_of_steps(sequence.times, start, slot_s)
-    per_slot = majority_per_slot(labels, fps, start, int(slots.max()) + 1, slot_s, EXPR_INVALID)
-    sequence.labels = per_slot[slots]
+    sequence.labels = window_step_labels(sequence.frames, sequence.times, labels, fps, slot_s)
     return sequence
+
+
+def window_step_labels(frames: np.ndarray, times: np.ndarray, labels: np.ndarray, fps: float, slot_s: float
+                       ) -> np.ndarray:
+    """Labels of the steps (1-based video `frames` at `times`) of one audio window, as
+    `attach_window_labels` forms them from per-frame labels aligned to the video's frames."""
+    if labels.dtype.kind == "f":
+        return labels[frames - 1]
+    start = float(times[0])
+    slots = slot_of_steps(times, start, slot_s)
+    return majority_per_slot(labels, fps, start, int(slots.max()) + 1, slot_s, EXPR_INVALID)[slots]
 
 
 NORMALIZATIONS = ("zscore", "minmax", "per_video_minmax")
@@ -355,6 +361,21 @@ def video_sequences(embedding_file: Path, video: str, modality: str) -> list[Ste
     return sequences_from_table(table, video, "window" if modality == "audio" else None)
 
 
+def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: int, log) -> np.ndarray:
+    """The sample's labels aligned to its video's `n_frames` decoded frames; a length mismatch and a sample
+    without any valid label are logged."""
+    path = annotation_path(corpus, task, split, sample)
+    labels = read_annotation(path, task)
+    if len(labels) != n_frames:
+        log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
+            "frames without a line are invalid")
+    aligned = align_to_frames(labels, n_frames)
+    if not valid_labels(task, aligned).any():
+        log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
+            f"{sample} adds nothing to the {split} set")
+    return aligned
+
+
 def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
                        embeddings: dict[str, Path], probes: dict[str, dict], log, expr_label_s: float
                        ) -> list[StepSequence]:
@@ -364,16 +385,7 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
     out = []
     for sample in samples:
         video = video_of(sample)
-        n_frames = probes[video]["n_frames"]
-        path = annotation_path(corpus, task, split, sample)
-        labels = read_annotation(path, task)
-        if len(labels) != n_frames:
-            log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
-                "frames without a line are invalid")
-        aligned = align_to_frames(labels, n_frames)
-        if not valid_labels(task, aligned).any():
-            log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
-                f"{sample} adds nothing to the {split} set")
+        aligned = sample_labels(corpus, task, split, sample, probes[video]["n_frames"], log)
         sequences = video_sequences(embeddings[sample], sample, modality)
         if modality == "audio":
             out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
