@@ -19,12 +19,14 @@ import torch
 from torch import nn
 
 from avaffect.augment import WaveformAugmentation, augment_waveform
+from avaffect.checkpoints import state_copy
 from avaffect.corpus import EXPR_CLASSES
 from avaffect.metrics import PRIMARY_METRIC
 from avaffect.models import output_activation
 from avaffect.pdem import frame_stride, length_batches, step_weights, unfreeze_top_layers
 from avaffect.training import (
     TASK_OUTPUTS,
+    EarlyStopping,
     class_weights_of,
     masked_loss,
     valid_labels,
@@ -166,9 +168,9 @@ def finetune_pdem(model: nn.Module, head: StepHead, extractor, task: str, train:
                                dtype=torch.float32, device=device) if task == "expr" else None)
     target_dtype = torch.float32 if task == "va" else torch.long
     metric = PRIMARY_METRIC[task]
+    stopping = EarlyStopping(metric, settings.patience)
     best: dict = {}
     history: list[dict] = []
-    stale = 0
     for epoch in range(1, settings.epochs + 1):
         model.eval()
         top.train()
@@ -192,20 +194,13 @@ def finetune_pdem(model: nn.Module, head: StepHead, extractor, task: str, train:
                                                                      sample_rate, rate_hz, settings.batch_size, device))
         history.append({"epoch": epoch, "loss": float(np.mean(losses))} | scores)
         log(f"epoch {epoch}: loss {np.mean(losses):.4f}, validation {metric} {scores[metric]:.4f}")
-        if not best or scores[metric] > best["scores"][metric]:
-            best = {"epoch": epoch, "scores": scores, "top": _state_copy(top), "head": _state_copy(head)}
-            stale = 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                log(f"early stop after {epoch} epochs: best epoch {best['epoch']}")
-                break
+        if stopping.improved(epoch, scores):
+            best = {"epoch": epoch, "scores": scores, "top": state_copy(top), "head": state_copy(head)}
+        elif stopping.exhausted(epoch, log):
+            break
     top.load_state_dict(best.pop("top"))
     head.load_state_dict(best.pop("head"))
     model.eval()
     head.eval()
     return best | {"history": history}
 
-
-def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}

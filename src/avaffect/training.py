@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from avaffect.checkpoints import state_copy
 from avaffect.corpus import (
     EXPR_CLASSES,
     EXPR_INVALID,
@@ -285,6 +286,31 @@ def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequ
     return out
 
 
+@dataclass
+class EarlyStopping:
+    """The epoch best on validation by `metric`, and whether `patience` epochs have passed without a better one."""
+
+    metric: str
+    patience: int
+    best_epoch: int | None = None
+    best_score: float = float("nan")
+    stale: int = 0
+
+    def improved(self, epoch: int, scores: dict[str, float]) -> bool:
+        """Whether `epoch` scores better than every epoch before it (the caller keeps its weights)."""
+        if self.best_epoch is None or scores[self.metric] > self.best_score:
+            self.best_epoch, self.best_score, self.stale = epoch, scores[self.metric], 0
+            return True
+        self.stale += 1
+        return False
+
+    def exhausted(self, epoch: int, log) -> bool:
+        if self.stale < self.patience:
+            return False
+        log(f"early stop after {epoch} epochs: best epoch {self.best_epoch}")
+        return True
+
+
 def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence], family: str,
           architecture: dict, settings: TrainSettings, device: str, log) -> tuple[dict, list[dict]]:
     """Train one model; keep the epoch with the best validation score. Returns checkpoint and history.
@@ -306,9 +332,9 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
     use_amp = device.startswith("cuda")
     generator = torch.Generator().manual_seed(settings.seed)
     metric = PRIMARY_METRIC[task]
+    stopping = EarlyStopping(metric, settings.patience)
     best: dict | None = None
     history: list[dict] = []
-    stale = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(data.inputs), generator=generator)
@@ -329,17 +355,12 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
                        predict(model, normalizer, task, validation_set, settings.window, settings.hop, device))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), **scores})
         log(f"epoch {epoch}: loss {np.mean(losses):.4f} validation {metric} {scores[metric]:.4f}")
-        if best is None or scores[metric] > best["scores"][metric]:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = {"task": task, "config": config.to_dict(), "state_dict": state, "epoch": epoch,
+        if stopping.improved(epoch, scores):
+            best = {"task": task, "config": config.to_dict(), "state_dict": state_copy(model), "epoch": epoch,
                     "scores": {k: float(v) for k, v in scores.items()}, "normalizer": normalizer.to_state(),
                     "window": settings.window, "hop": settings.hop}
-            stale = 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                log(f"early stop after {epoch} epochs: best epoch {best['epoch']}")
-                break
+        elif stopping.exhausted(epoch, log):
+            break
     return best, history
 
 
