@@ -17,7 +17,7 @@ from avaffect.pdem import (
     save_pdem_weights,
     top_layers,
 )
-from avaffect.pdem_finetune import FinetuneSettings, LabelledWindows, StepHead, finetune_pdem, labelled_windows
+from avaffect.pdem_finetune import FinetuneSettings, LabelledWindows, finetune_pdem, initial_head, labelled_windows
 
 RATE = 16000
 FPS = 25.0
@@ -85,10 +85,10 @@ def test_only_the_last_layers_and_the_head_train(config_dir, task):
     torch.manual_seed(0)
     model, extractor = build_pdem(config_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    head = StepHead.for_task(model, task, 0.1)
-    head_before = {k: v.clone() for k, v in head.state_dict().items()}
-    result = finetune_pdem(model, head, extractor, task, windows_of(task, 0), windows_of(task, 10),
+    head_before = initial_head(model, task, settings(augment=task == "expr")).state_dict()
+    result = finetune_pdem(model, extractor, task, windows_of(task, 0), windows_of(task, 10),
                            settings(augment=task == "expr"), RATE_HZ, "cpu", lambda message: None)
+    head = result["head"]
     assert [h["epoch"] for h in result["history"]] == [1, 2] and result["epoch"] in (1, 2)
     trained = {f"encoder.layers.{i}." for i in range(LAYERS - TRAINED, LAYERS)}
     for name, parameter in model.named_parameters():
@@ -107,8 +107,8 @@ def test_saved_weights_load_into_a_fresh_backbone_and_change_its_embeddings(conf
     torch.manual_seed(0)
     model, extractor = build_pdem(config_dir)
     save_pdem_weights(model, tmp_path / "release.safetensors")
-    finetune_pdem(model, StepHead.for_task(model, "va", 0.1), extractor, "va", windows_of("va", 0),
-                  windows_of("va", 10), settings(augment=False), RATE_HZ, "cpu", lambda message: None)
+    finetune_pdem(model, extractor, "va", windows_of("va", 0), windows_of("va", 10), settings(augment=False), RATE_HZ,
+                  "cpu", lambda message: None)
     save_pdem_weights(model, tmp_path / "finetuned.safetensors", {"finetune_layers": str(TRAINED)})
     audio, windows = recording(5.0, 3), [(0.5, 2.5), (2.0, 4.0)]
     embeddings = {}
@@ -122,6 +122,9 @@ def test_saved_weights_load_into_a_fresh_backbone_and_change_its_embeddings(conf
                                atol=1e-5)
     assert np.abs(embeddings["finetuned"] - embeddings["release"]).mean() > 1e-3
     assert not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "plain").touch()
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("finetuned.safetensors", "plain")}
+    assert modes["finetuned.safetensors"] == modes["plain"]  # the umask's, not owner-only
 
 
 def test_more_layers_than_the_backbone_has_is_a_config_error(config_dir):

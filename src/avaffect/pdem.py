@@ -111,10 +111,12 @@ def unfreeze_top_layers(model: torch.nn.Module, layers: int) -> torch.nn.ModuleL
 
 def save_pdem_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
     """The backbone as a release file (keys `wav2vec2.*`), which `load_pdem_weights` reads; atomic."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {BACKBONE_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    # Not save_file: it creates the file readable by its owner only, unlike every other result.
+    data = save(state, metadata=metadata)
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
 def pdem_window_embeddings(model: torch.nn.Module, extractor, samples: np.ndarray, sample_rate: int,

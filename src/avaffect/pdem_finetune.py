@@ -144,17 +144,24 @@ def validation_scores(task: str, windows: LabelledWindows, outputs: Sequence[np.
     return window_scores(task, labels[valid], np.concatenate(outputs)[valid])
 
 
-def finetune_pdem(model: nn.Module, head: StepHead, extractor, task: str, train: LabelledWindows,
-                  validation: LabelledWindows, settings: FinetuneSettings, rate_hz: float, device: str, log) -> dict:
-    """Train the last `settings.layers` layers of `model` and `head`; on return both hold the epoch best on
-    validation (the task's challenge score). Returns that epoch, its scores and the history.
+def initial_head(model: nn.Module, task: str, settings: FinetuneSettings) -> StepHead:
+    """The head before training, initialised from the settings' seed."""
+    torch.manual_seed(settings.seed)
+    return StepHead.for_task(model, task, settings.dropout)
+
+
+def finetune_pdem(model: nn.Module, extractor, task: str, train: LabelledWindows, validation: LabelledWindows,
+                  settings: FinetuneSettings, rate_hz: float, device: str, log) -> dict:
+    """Train the last `settings.layers` layers of `model` and an `initial_head`; on return `model` holds the
+    epoch best on validation (the task's challenge score). Returns that epoch, its scores, the trained head
+    and the history.
 
     Mixed precision (bfloat16) on CUDA; seeds fixed; early stopping after `patience` epochs without a better
     validation score."""
     for name, windows in (("train", train), ("validation", validation)):
         if not len(windows):
             raise ValueError(f"PDEM fine-tuning for {task}: no {name} window has a valid label")
-    torch.manual_seed(settings.seed)
+    head = initial_head(model, task, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     sample_rate = extractor.sampling_rate
@@ -202,5 +209,5 @@ def finetune_pdem(model: nn.Module, head: StepHead, extractor, task: str, train:
     head.load_state_dict(best.pop("head"))
     model.eval()
     head.eval()
-    return best | {"history": history}
+    return best | {"head": head, "history": history}
 

@@ -10,7 +10,7 @@ from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.media import read_wav
 from avaffect.pdem import build_pdem, load_pdem_weights, save_pdem_weights, top_layers
-from avaffect.pdem_finetune import FinetuneSettings, LabelledWindows, StepHead, finetune_pdem, labelled_windows
+from avaffect.pdem_finetune import FinetuneSettings, LabelledWindows, finetune_pdem, labelled_windows
 from avaffect.resources import Resource, verify
 from avaffect.tables import atomic_write, read_json, read_parquet, write_json
 from avaffect.training import sample_labels
@@ -51,8 +51,7 @@ for split, samples in p.samples.items():
 settings = FinetuneSettings.from_config(p.layers, p.finetune, p.augmentation)
 log.info("fine-tuning the last %d of %d PDEM layers for %s on %s", p.layers, model.config.num_hidden_layers, task,
          device)
-head = StepHead.for_task(model, task, settings.dropout)
-result = finetune_pdem(model, head, extractor, task, sets["train"], sets["validation"], settings, p.rate_hz, device,
+result = finetune_pdem(model, extractor, task, sets["train"], sets["validation"], settings, p.rate_hz, device,
                        log.info)
 save_pdem_weights(model, Path(snakemake.output.weights),
                   {"finetune_layers": str(p.layers), "task": task, "epoch": str(result["epoch"])})
