@@ -62,6 +62,24 @@ DETECTOR_WEIGHTS = {
 
 
 PDEM_RESOURCES = {"config": "pdem_config", "preprocessor": "pdem_preprocessor_config", "weights": "pdem_weights"}
+PDEM_FINETUNE_LAYERS = config["embeddings"]["pdem"]["finetune_layers"]
+PDEM_FINETUNE_TASK = config["embeddings"]["pdem"]["finetune"]["task"]
+PDEM_FINETUNED_WEIGHTS = "results/pdem/finetuned/model.safetensors"
+# With fine-tuning, the embedding jobs read the workflow's own weights and verify only the release's configs.
+PDEM_EMBEDDING_RESOURCES = {
+    name: key for name, key in PDEM_RESOURCES.items() if not (PDEM_FINETUNE_LAYERS and name == "weights")
+}
+if PDEM_FINETUNE_LAYERS and PDEM_FINETUNE_TASK not in TASKS:
+    raise WorkflowError(
+        f"config embeddings.pdem.finetune.task: '{PDEM_FINETUNE_TASK}' is not among tasks {TASKS}, so its labels "
+        "are not read"
+    )
+
+
+def pdem_embedding_inputs(wildcards):
+    """The release's config files and the weights the embeddings use: fine-tuned ones when configured."""
+    inputs = {name: resource_path(key) for name, key in PDEM_EMBEDDING_RESOURCES.items()}
+    return inputs | ({"weights": PDEM_FINETUNED_WEIGHTS} if PDEM_FINETUNE_LAYERS else {})
 
 
 def detector_weights(wildcards):
@@ -100,7 +118,12 @@ def sample_probe(wildcards):
 
 
 def sample_audio(wildcards):
-    return f"results/audio/vocals/{video_of(wildcards.sample)}.wav"
+    return audio_of(wildcards.sample)
+
+
+def audio_of(sample):
+    """The (vocals) audio of a sample's video; both sides of a two-person video read the same file."""
+    return f"results/audio/vocals/{video_of(sample)}.wav"
 
 
 def split_samples(task, split):
@@ -207,6 +230,14 @@ if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:
     raise WorkflowError(
         f"config fusion.submit: '{config['fusion']['submit']}' is not among fusion.methods {FUSION_METHODS}"
     )
+
+
+PDEM_FINETUNE_SPLITS = ["train", "validation"]
+
+
+def pdem_finetune_samples():
+    """Samples whose labelled voiced windows fine-tune the PDEM backbone."""
+    return sorted({s for split in PDEM_FINETUNE_SPLITS for s in split_samples(PDEM_FINETUNE_TASK, split)})
 
 
 STATIC_TASK = config["static"]["task"]
