@@ -151,7 +151,7 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     result = snakemake(workdir, "-n", "-p", "results/audio/vocals/demo01.wav", "--config",
                        "separation={'method': 'spleeter'}")
     assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "probe_video": 1, "extract_audio": 1,
-                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "spleeter_venv": 1,
+                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "build_venv": 1,
                                            "separate_vocals": 1}
     assert ".snakemake/venvs/spleeter/bin/python" in result.stdout
     (workdir / "overlap.yaml").write_text("separation: {method: spleeter, spleeter: {chunk_s: 1.0, overlap_s: 1.0}}\n")
