@@ -1,4 +1,4 @@
-"""The whole Spleeter rule path: rule spleeter_venv builds the venv from envs/spleeter.yaml (pip downloads
+"""The whole Spleeter rule path: rule build_venv builds the venv from envs/spleeter.yaml (pip downloads
 TensorFlow: several minutes), fetch_resource takes the 2stems tarball from a mirror (accepted unpinned), rule
 unpack_spleeter_model unpacks it, and separate_vocals runs Spleeter on demo audio in chunks.
 
@@ -50,7 +50,7 @@ def spleeter_run(tmp_path_factory):
     }))
     started = time.monotonic()
     snakemake(workdir, VENV_READY, "--configfile", "spleeter.yaml")
-    print(f"spleeter_venv: {time.monotonic() - started:.0f} s")
+    print(f"build_venv spleeter: {time.monotonic() - started:.0f} s")
     write_untrained_checkpoint(workdir, mirror / "spleeter" / "2stems.tar.gz", seed=1)
     targets = [f"results/audio/vocals/{v}.wav" for v in (VOICED, SILENT)]
     snakemake(workdir, *targets, "--configfile", "spleeter.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -160,19 +161,21 @@ class RetinaFaceResNet50Detector:
     def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[FaceBox]]:
         from avaffect.retinaface_resnet50 import ChildProtocolError, parse_reply, write_frames
 
-        if not images_rgb:
-            return []
-        try:
-            write_frames(self._child.stdin, np.stack(images_rgb))
-            line = self._child.stdout.readline()
-        except BrokenPipeError:
-            line = b""
-        if not line:
-            raise RuntimeError(self._failure("stopped without answering"))
-        try:
-            found = parse_reply(line, len(images_rgb))
-        except ChildProtocolError as err:
-            raise RuntimeError(self._failure(f"answered what cannot be read: {err}")) from err
+        found = []
+        # One array per run of same-sized images (a video's frames are one run).
+        for _, run in groupby(images_rgb, key=lambda image: image.shape):
+            run = list(run)
+            try:
+                write_frames(self._child.stdin, np.stack(run))
+                line = self._child.stdout.readline()
+            except BrokenPipeError:
+                line = b""
+            if not line:
+                raise RuntimeError(self._failure("stopped without answering"))
+            try:
+                found.extend(parse_reply(line, len(run)))
+            except ChildProtocolError as err:
+                raise RuntimeError(self._failure(f"answered what cannot be read: {err}")) from err
         return [[FaceBox(*box, score, points, self.name) for box, score, points in faces] for faces in found]
 
     def close(self) -> None:
