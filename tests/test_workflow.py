@@ -27,6 +27,17 @@ def make_workdir(path: Path) -> Path:
     return copy_workflow(REPO, path)
 
 
+def mirrored_workdir(path: Path, folder: str, config_file: str, config: dict, unpinned: str) -> tuple[Path, Path]:
+    """A workdir whose `config_file` adds `config` and takes model files from a mirror in it (accepting the
+    resource `unpinned` unchecked), with `folder` made in that mirror; returns the workdir and the mirror."""
+    workdir = make_workdir(path)
+    mirror = workdir / "mirror"
+    (mirror / folder).mkdir(parents=True)
+    (workdir / config_file).write_text(yaml.safe_dump(
+        {"resources": {"mirror": str(mirror), "accept_unpinned": [unpinned]}} | config))
+    return workdir, mirror
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
     if check and result.returncode != 0:
