@@ -136,7 +136,8 @@ class FaceLandmarkerDetector:
 class RetinaFaceResNet50Detector:
     """RetinaFace ResNet-50 of the `retina-face` package (TensorFlow), which cannot share this environment: one
     child process (avaffect.retinaface_resnet50) in the Python of envs/retinaface.yaml loads the model once
-    and detects the frames of each batch sent to it. The package returns no face without its landmarks."""
+    and detects the frames of each batch sent to it. The child ends with its input: at close(), or when the
+    job's process exits. The package returns no face without its landmarks."""
 
     name = "retinaface_resnet50"
     STDERR_TAIL_CHARS = 4000
