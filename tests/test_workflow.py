@@ -28,6 +28,17 @@ def make_workdir(path: Path) -> Path:
     return copy_workflow(REPO, path)
 
 
+def mirrored_workdir(path: Path, folder: str, config_file: str, config: dict, unpinned: str) -> tuple[Path, Path]:
+    """A workdir whose `config_file` adds `config` and takes model files from a mirror in it (accepting the
+    resource `unpinned` unchecked), with `folder` made in that mirror; returns the workdir and the mirror."""
+    workdir = make_workdir(path)
+    mirror = workdir / "mirror"
+    (mirror / folder).mkdir(parents=True)
+    (workdir / config_file).write_text(yaml.safe_dump(
+        {"resources": {"mirror": str(mirror), "accept_unpinned": [unpinned]}} | config))
+    return workdir, mirror
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -152,7 +163,7 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     result = snakemake(workdir, "-n", "-p", "results/audio/vocals/demo01.wav", "--config",
                        "separation={'method': 'spleeter'}")
     assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "probe_video": 1, "extract_audio": 1,
-                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "spleeter_venv": 1,
+                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "build_venv": 1,
                                            "separate_vocals": 1}
     assert ".snakemake/venvs/spleeter/bin/python" in result.stdout
     (workdir / "overlap.yaml").write_text("separation: {method: spleeter, spleeter: {chunk_s: 1.0, overlap_s: 1.0}}\n")
