@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/resources.smk"
+include: "rules/envs.smk"
 include: "rules/corpus.smk"
 include: "rules/audio.smk"
 include: "rules/video.smk"

@@ -83,22 +83,3 @@ rule unpack_spleeter_model:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/unpack_spleeter_model.py"
-
-
-rule spleeter_venv:
-    output:
-        f"{SPLEETER_VENV}/{VENV_READY_FILE}",
-    log:
-        "results/logs/spleeter_venv.log",
-    params:
-        venv=lambda w, output: Path(output[0]).parent,
-        env_file=SPLEETER_ENV,
-        pins=pip_pins(SPLEETER_ENV),
-        python=python_version(SPLEETER_ENV),
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/main.yaml"
-    script:
-        "../workflow/scripts/build_venv.py"

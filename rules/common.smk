@@ -14,6 +14,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("
 
 from avaffect.corpus import LABELLED_SPLITS, SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
+from avaffect.faces import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E402
 from avaffect.resources import load_manifest  # noqa: E402
 from avaffect.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
 from avaffect.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
@@ -54,19 +55,42 @@ def resource_path(key):
     return f"resources/{RESOURCES[key].file}"
 
 
-DETECTOR_WEIGHTS = {
-    name: key
-    for name, key in {"retinaface": "retinaface_mobilenet025", "face_landmarker": "mediapipe_face_landmarker"}.items()
-    if name in config["faces"]["detector"].split("+")
-}
+DETECTORS = config["faces"]["detector"].split("+")
+DETECTOR_WEIGHTS = {name: key for name, key in DETECTOR_RESOURCES.items() if name in DETECTORS}
+DETECTOR_VENVS = {name: env for name, env in DETECTOR_ENVS.items() if name in DETECTORS}
 
 
 PDEM_RESOURCES = {"config": "pdem_config", "preprocessor": "pdem_preprocessor_config", "weights": "pdem_weights"}
+PDEM_FINETUNE_LAYERS = config["embeddings"]["pdem"]["finetune_layers"]
+PDEM_FINETUNE_TASK = config["embeddings"]["pdem"]["finetune"]["task"]
+PDEM_FINETUNED_WEIGHTS = "results/pdem/finetuned/model.safetensors"
+# With fine-tuning, the embedding jobs read the workflow's own weights and verify only the release's configs.
+PDEM_EMBEDDING_RESOURCES = {
+    name: key for name, key in PDEM_RESOURCES.items() if not (PDEM_FINETUNE_LAYERS and name == "weights")
+}
+if PDEM_FINETUNE_LAYERS and PDEM_FINETUNE_TASK not in TASKS:
+    raise WorkflowError(
+        f"config embeddings.pdem.finetune.task: '{PDEM_FINETUNE_TASK}' is not among tasks {TASKS}, so its labels "
+        "are not read"
+    )
+
+
+def pdem_embedding_inputs(wildcards):
+    """The release's config files and the weights the embeddings use: fine-tuned ones when configured."""
+    inputs = {name: resource_path(key) for name, key in PDEM_EMBEDDING_RESOURCES.items()}
+    return inputs | ({"weights": PDEM_FINETUNED_WEIGHTS} if PDEM_FINETUNE_LAYERS else {})
 
 
 def detector_weights(wildcards):
     """The model file of each configured detector that needs one, as named inputs."""
     return {name: resource_path(key) for name, key in DETECTOR_WEIGHTS.items()}
+
+
+def detector_venvs(wildcards):
+    """The built venv of each configured detector that runs in its own environment, as named inputs
+    `<detector>_venv`: with or without conda, since a rule has one conda environment and detect_faces needs
+    the main one."""
+    return {f"{name}_venv": venv_ready(env) for name, env in DETECTOR_VENVS.items()}
 
 
 def vad_inputs(wildcards):
@@ -100,7 +124,12 @@ def sample_probe(wildcards):
 
 
 def sample_audio(wildcards):
-    return f"results/audio/vocals/{video_of(wildcards.sample)}.wav"
+    return audio_of(wildcards.sample)
+
+
+def audio_of(sample):
+    """The (vocals) audio of a sample's video; both sides of a two-person video read the same file."""
+    return f"results/audio/vocals/{video_of(sample)}.wav"
 
 
 def split_samples(task, split):
@@ -199,7 +228,7 @@ SUBMITTED = FUSION_METHODS if config["fusion"]["submit"] == "best" else [config[
 def fusion_settings(method):
     settings = {"folds": config["fusion"]["folds"], "seed": config["fusion"]["seed"]}
     if method == "rf":
-        return settings | {"rf_max_rows": config["fusion"]["rf_max_rows"]}
+        return settings | {key: config["fusion"][key] for key in ("rf_max_rows", "rf_max_samples")}
     return settings | {"draws": config["fusion"]["draws"], "search_max_rows": config["fusion"]["search_max_rows"]}
 
 
@@ -207,6 +236,14 @@ if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:
     raise WorkflowError(
         f"config fusion.submit: '{config['fusion']['submit']}' is not among fusion.methods {FUSION_METHODS}"
     )
+
+
+PDEM_FINETUNE_SPLITS = ["train", "validation"]
+
+
+def pdem_finetune_samples():
+    """Samples whose labelled voiced windows fine-tune the PDEM backbone."""
+    return sorted({s for split in PDEM_FINETUNE_SPLITS for s in split_samples(PDEM_FINETUNE_TASK, split)})
 
 
 STATIC_TASK = config["static"]["task"]
@@ -227,8 +264,19 @@ def static_init_weights(wildcards):
 
 if not config["separation"]["spleeter"]["overlap_s"] < config["separation"]["spleeter"]["chunk_s"]:
     raise WorkflowError("config separation.spleeter: overlap_s must be shorter than chunk_s")
-SPLEETER_ENV = Path(workflow.basedir) / "envs" / "spleeter.yaml"
-SPLEETER_VENV = ".snakemake/venvs/spleeter"
+VENV_ENVS = ["spleeter", "retinaface"]
+"""envs/<name>.yaml files whose pins rule build_venv can install into .snakemake/venvs/<name>."""
+
+
+def env_file(name):
+    return Path(workflow.basedir) / "envs" / f"{name}.yaml"
+
+
+def venv_ready(name):
+    """The file rule build_venv writes last into the venv of envs/<name>.yaml."""
+    return f".snakemake/venvs/{name}/{VENV_READY_FILE}"
+
+
 # --use-conda runs the Spleeter rule in envs/spleeter.yaml; otherwise in a venv built from the same pins.
 SPLEETER_IN_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 SPLEETER_MODEL_DIR = "resources/spleeter/2stems"
@@ -237,4 +285,4 @@ SPLEETER_MODEL_FILES = [f"{SPLEETER_MODEL_DIR}/{name}" for name in (*SPLEETER_CH
 
 def spleeter_runtime(wildcards):
     """The built venv as an input, unless conda provides the environment."""
-    return {} if SPLEETER_IN_CONDA else {"venv": f"{SPLEETER_VENV}/{VENV_READY_FILE}"}
+    return {} if SPLEETER_IN_CONDA else {"venv": venv_ready("spleeter")}

@@ -95,12 +95,10 @@ rule face_embeddings_blendshapes:
 
 rule audio_embeddings_pdem:
     input:
+        unpack(pdem_embedding_inputs),
         audio=sample_audio,
         vad="results/vad/{sample}.parquet",
         probe=sample_probe,
-        config=resource_path("pdem_config"),
-        preprocessor=resource_path("pdem_preprocessor_config"),
-        weights=resource_path("pdem_weights"),
     output:
         "results/embeddings/audio/pdem/{sample}.parquet",
     log:
@@ -110,8 +108,8 @@ rule audio_embeddings_pdem:
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
-        pdem=section("embeddings", "pdem"),
-        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
+        pdem={"batch_size": config["embeddings"]["pdem"]["batch_size"]},
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
         accept_unpinned=config["resources"]["accept_unpinned"],
         device=config["device"],
     threads: 2
@@ -146,8 +144,8 @@ use rule audio_embeddings_pdem as audio_embeddings_pdem_augmented with:
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
-        pdem=section("embeddings", "pdem"),
-        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
+        pdem={"batch_size": config["embeddings"]["pdem"]["batch_size"]},
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
         accept_unpinned=config["resources"]["accept_unpinned"],
         device=config["device"],
         augmentation=section("augmentation"),

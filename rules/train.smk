@@ -81,3 +81,41 @@ rule train_static:
         "../envs/main.yaml"
     script:
         "../workflow/scripts/train_static.py"
+
+
+rule finetune_pdem:
+    input:
+        config=resource_path("pdem_config"),
+        preprocessor=resource_path("pdem_preprocessor_config"),
+        weights=resource_path("pdem_weights"),
+        audio=lambda w: sorted({audio_of(s) for s in pdem_finetune_samples()}),
+        vad=lambda w: [f"results/vad/{s}.parquet" for s in pdem_finetune_samples()],
+        probes=lambda w: probes(PDEM_FINETUNE_TASK, PDEM_FINETUNE_SPLITS),
+        annotations=lambda w: [a for split in PDEM_FINETUNE_SPLITS for a in annotations(PDEM_FINETUNE_TASK, split)],
+    output:
+        weights=PDEM_FINETUNED_WEIGHTS,
+        metrics="results/pdem/finetuned/metrics.json",
+        history="results/pdem/finetuned/history.tsv",
+    log:
+        "results/logs/finetune_pdem.log",
+    benchmark:
+        "results/benchmarks/finetune_pdem.tsv"
+    params:
+        samples=lambda w: samples_by_split(PDEM_FINETUNE_TASK, PDEM_FINETUNE_SPLITS),
+        corpus=str(CORPUS),
+        layers=PDEM_FINETUNE_LAYERS,
+        finetune=section("embeddings", "pdem", "finetune"),
+        augmentation=section("augmentation"),
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
+        expr_label_s=config["training"]["expr_label_s"],
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
+        accept_unpinned=config["resources"]["accept_unpinned"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=16000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/finetune_pdem.py"

@@ -19,6 +19,7 @@ rule probe_video:
 rule detect_faces:
     input:
         unpack(detector_weights),
+        unpack(detector_venvs),
         video=sample_video,
         probe=sample_probe,
     output:
@@ -31,6 +32,8 @@ rule detect_faces:
         detector=config["faces"]["detector"],
         settings={name: section("faces", name) for name in config["faces"]["detector"].split("+")},
         weights={name: RESOURCES[key].to_dict() for name, key in DETECTOR_WEIGHTS.items()},
+        accept_unpinned=config["resources"]["accept_unpinned"],
+        pythons=lambda w, input: {name: str(venv_python(Path(input[f"{name}_venv"]).parent)) for name in DETECTOR_VENVS},
         batch_size=config["faces"]["batch_size"],
         tracking=section("faces", "tracking"),
         device=config["device"],

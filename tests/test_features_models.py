@@ -5,6 +5,7 @@ import torch
 from avaffect.features import audio_window_embeddings, log_mel, logmel_statistics, mel_filterbank
 from avaffect.models import FAMILIES, ModelConfig, build_model
 from avaffect.training import (
+    EarlyStopping,
     Normalizer,
     StepSequence,
     TrainSettings,
@@ -236,3 +237,11 @@ def test_audio_models_train_through_the_shared_loop(family, task):
     assert best["scores"]["accuracy" if task == "expr" else "p_va"] > (0.8 if task == "expr" else 0.4)
     model, norm = load_checkpoint(best, "cpu")
     assert model.config.slot_steps == architecture["slot_steps"]
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience_epochs_without_a_better_one():
+    stopping, logged = EarlyStopping("p_va", 2), []
+    improved = [stopping.improved(epoch, {"p_va": score}) for epoch, score in enumerate([0.1, 0.3, 0.2], 1)]
+    assert improved == [True, True, False] and not stopping.exhausted(3, logged.append)
+    assert not stopping.improved(4, {"p_va": 0.3}) and stopping.exhausted(4, logged.append)
+    assert stopping.best_epoch == 2 and logged == ["early stop after 4 epochs: best epoch 2"]

@@ -10,12 +10,12 @@ from avaffect.corpus import EXPR_INVALID, VA_INVALID
 from avaffect.fusion import (
     METHODS,
     RF_OOB_TOLERANCE,
-    RF_PLATEAU_STEPS,
     _batched_ccc,
     _batched_macro_f1,
     _candidates,
     _fit_forest,
-    _plateaued,
+    _forest_rows,
+    _next_step_gain,
     _scores,
     _set_scores,
     apply_fitted_fusion,
@@ -519,11 +519,11 @@ def test_filled_table_fills_empty_rows_with_the_prior_and_leaves_its_input_alone
 
 # --- Random-forest stacking: OOB curve, plateau rule, features -----------------------------------------
 
-def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5):
+def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5, max_samples=None):
     """OOB errors of a warm-started forest scored by sklearn itself (oob_score=True) at every grid count."""
     forest_type = RandomForestRegressor if task == "va" else RandomForestClassifier
     forest = forest_type(n_estimators=grid[0], min_samples_leaf=min_samples_leaf, max_features="sqrt",
-                         oob_score=True, warm_start=True, random_state=seed)
+                         max_samples=max_samples, oob_score=True, warm_start=True, random_state=seed)
     errors = []
     for n_trees in grid:
         forest.set_params(n_estimators=n_trees)
@@ -535,49 +535,47 @@ def sklearn_oob_curve(task, x, y, grid, seed=0, min_samples_leaf=5):
 
 
 @pytest.mark.parametrize("task", ["va", "expr"])
-@pytest.mark.parametrize(("n_frames", "grid"), [(400, (1, 2, 3, 5, 8)), (1200, (5, 10, 20, 40))])
-def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid):
-    """Summing only the new trees' OOB predictions gives sklearn's score exactly, also with rows never left out."""
+@pytest.mark.parametrize(("n_frames", "grid", "max_samples"), [(400, (1, 2, 3, 5, 8), None),
+                                                               (1200, (5, 10, 20, 40), None),
+                                                               (1200, (5, 10, 20, 40), 0.5)])
+def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid, max_samples):
+    """Summing only the new trees' OOB predictions gives sklearn's score exactly, also with rows never left out
+    and with bootstraps smaller than the rows."""
     predictions, target, _ = video_data(task, 15, n_videos=1, n_frames=n_frames)
     features = stacking_features(predictions)
-    _, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None)
+    forest, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None, max_samples)
+    assert forest.max_samples == max_samples
     x = features
     y = target if task == "va" else target.astype(np.int64)
-    expected = sklearn_oob_curve(task, x, y, list(grid))
+    expected = sklearn_oob_curve(task, x, y, list(grid), max_samples=max_samples)
     assert [p["oob_error"] for p in curve] == expected[:len(curve)]
 
 
-@pytest.mark.parametrize(("errors", "stops"), [
-    ([0.30, 0.20], False),  # too few steps to judge
-    ([0.30, 0.298, 0.297], True),  # two steps in a row within the tolerance of the best
-    ([0.30, 0.298, 0.29], False),  # the last step improves by more than the tolerance
-    ([0.30, 0.29, 0.288, 0.28], False),  # 0.288 did not improve, 0.28 did
-    ([0.30, 0.29, 0.288, 0.286], True),  # 0.286 is only 0.004 below the best before it (0.288)
-    ([0.30, 0.29, 0.31, 0.35], True),  # worse counts do not improve either
-    ([0.30, 0.31, 0.294, 0.30], False),  # 0.294 is 0.006 below the best before it (0.30)
+def test_next_step_gain_is_unknown_before_two_counts():
+    assert _next_step_gain([25], [0.30], 50) == float("inf")
+
+
+def test_next_step_gain_follows_error_falling_as_one_over_the_trees():
+    limit, spread = 0.12, 0.6
+    counts = [25, 50, 100, 200]
+    errors = [limit + spread / n for n in counts]
+    # Each projection, from the two counts before, is the fall that the next count really shows.
+    for i in range(2, len(counts)):
+        assert _next_step_gain(counts[:i], errors[:i], counts[i]) == pytest.approx(errors[i - 1] - errors[i])
+    assert _next_step_gain(counts[:2], errors[:2], 100) == pytest.approx((errors[0] - errors[1]) / 2)
+    assert _next_step_gain([10, 20], [0.30, 0.28], 40) == pytest.approx(0.01)
+    assert _next_step_gain([10, 30], [0.30, 0.28], 40) == pytest.approx(0.02 * (1 / 30 - 1 / 40) / (1 / 10 - 1 / 30))
+
+
+@pytest.mark.parametrize(("errors", "gain"), [
+    ([0.30, 0.31], 0.0),  # a step that did not improve projects no gain: the grid stops
+    ([0.30, 0.29, 0.31], 0.0),
+    ([0.30, 0.20, 0.24, 0.199], 0.0005),  # judged against the best before it (0.20), not the last (0.24)
+    ([0.30, 0.20, 0.24, 0.15], 0.025),
 ])
-def test_plateau_rule_over_two_steps(errors, stops):
-    assert RF_OOB_TOLERANCE == 0.005
-    assert _plateaued(errors, steps=2) is stops
-
-
-@pytest.mark.parametrize(("errors", "stops"), [
-    ([0.30], False),  # nothing to compare yet
-    ([0.30, 0.296], True),  # one doubling gained less than the tolerance
-    ([0.30, 0.29], False),
-    ([0.30, 0.29, 0.287], True),
-    ([0.30, 0.29, 0.31], True),  # worse counts do not improve either
-])
-def test_plateau_rule_default_is_one_step(errors, stops):
-    assert RF_PLATEAU_STEPS == 1 and RF_OOB_TOLERANCE == 0.005
-    assert _plateaued(errors) is stops
-
-
-def test_plateau_rule_judges_improvement_against_the_best_so_far():
-    assert _plateaued([0.30, 0.20, 0.24, 0.199], steps=2)  # 0.24 and 0.199 both fail to beat 0.20 by the tolerance
-    assert not _plateaued([0.30, 0.20, 0.24, 0.19], steps=2)
-    assert not _plateaued([0.30, 0.30, 0.30], steps=3)
-    assert _plateaued([0.30, 0.30, 0.30, 0.30], steps=3)
+def test_next_step_gain_measures_the_fall_below_the_best_so_far(errors, gain):
+    counts = [25 * 2**i for i in range(len(errors))]
+    assert _next_step_gain(counts, errors, 2 * counts[-1]) == pytest.approx(gain)
 
 
 @pytest.mark.parametrize("task", ["va", "expr"])
@@ -587,10 +585,15 @@ def test_forest_grid_stops_at_the_first_plateau_and_keeps_the_smallest_good_coun
     features = stacking_features(predictions)
     forest, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None)
     errors = [p["oob_error"] for p in curve]
-    assert [p["n_trees"] for p in curve] == list(grid[:len(curve)])
-    # It grew until the rule first held (or the grid ran out), never past it.
-    assert not any(_plateaued(errors[:i]) for i in range(1, len(errors)))
-    assert len(curve) == len(grid) or _plateaued(errors)
+    counts = [p["n_trees"] for p in curve]
+    assert counts == list(grid[:len(curve)])
+
+    def stops(i):
+        return _next_step_gain(counts[:i], errors[:i], grid[i]) <= RF_OOB_TOLERANCE
+
+    # It grew until the next count was first expected to gain no more than the tolerance, never past it.
+    assert not any(stops(i) for i in range(1, len(curve)))
+    assert len(curve) == len(grid) or stops(len(curve))
     assert len(curve) < len(grid)  # these curves flatten well before 512 trees
     # The measured prefix is sklearn's own curve, and the choice rule is unchanged on it.
     y = target if task == "va" else target.astype(np.int64)
@@ -624,3 +627,34 @@ def test_stacking_features_equal_filling_every_frame():
         features = stacking_features(predictions)
         assert features.dtype == np.float32 and features.flags.c_contiguous
         np.testing.assert_array_equal(features, expected)
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_rf_in_sample_scores_the_frames_the_final_forest_was_fit_on(task):
+    predictions, target, groups = video_data(task, 19, n_videos=4, n_frames=300)
+    fitted = fit("rf", predictions, target, groups, task, rf_max_rows=200)
+    rows, available = _forest_rows(stacking_features(predictions), target, task, 200)
+    assert len(rows) == 200 and fitted.report["rows"] == {"fit": 200, "available": available}
+    assert fitted.report["in_sample_frames"] == "fit"
+    assert fitted.report["in_sample"] == _scores(task, target[rows], fitted.apply(predictions[:, rows]))
+    # Other frames score lower than the fit ones (they were not fit), and the out-of-fold score covers them all.
+    assert primary(task, fitted.report["in_sample"]) > primary(task, _scores(task, target, fitted.apply(predictions)))
+    assert not np.isnan(fitted.out_of_fold).any()
+    assert fit("dwf", predictions, target, groups, task).report["in_sample_frames"] == "all"
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_rf_max_samples_reaches_every_forest_and_the_report(task):
+    predictions, target, groups = video_data(task, 20, n_videos=4, n_frames=200)
+    whole = fit("rf", predictions, target, groups, task)
+    half = fit("rf", predictions, target, groups, task, rf_max_samples=0.5)
+    assert whole.report["max_samples"] is None and half.report["max_samples"] == 0.5
+    assert half.forest.max_samples == 0.5
+    # Each tree drew half as many frames, so it was grown on fewer distinct ones.
+    n_fit = half.report["rows"]["fit"]
+    assert half.forest._n_samples_bootstrap == round(n_fit / 2)
+    assert whole.forest._n_samples_bootstrap == n_fit
+    assert not np.array_equal(whole.out_of_fold, half.out_of_fold)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="rf_max_samples"):
+            fit("rf", predictions, target, groups, task, rf_max_samples=bad)

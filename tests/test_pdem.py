@@ -2,11 +2,10 @@
 config in ../shared/weights/pdem-config with RANDOM weights, so these tests check shapes, batching, window
 alignment and weight loading, never what the embeddings mean."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
+from conftest import small_pdem_config
 from safetensors.torch import save_file
 
 from avaffect.pdem import PdemError, build_pdem, frame_stride, load_pdem_weights, pdem_window_embeddings, pool_steps
@@ -61,20 +60,9 @@ def test_steps_average_the_frames_that_start_in_them():
     assert np.isnan(pool_steps(hidden[:3], 0.02, 2, 0.2)[1]).all()
 
 
-def small_config_dir(shared, tmp_path):
-    """The release's config shrunk to 2 layers of width 64, for the weight-loading round trip."""
-    config = json.loads((shared / "weights" / "pdem-config" / "config.json").read_text())
-    config |= {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-               "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "preprocessor_config.json").write_bytes(
-        (shared / "weights" / "pdem-config" / "preprocessor_config.json").read_bytes())
-    return tmp_path
-
-
 def test_release_weights_load_into_the_backbone_and_a_foreign_file_is_refused(shared, tmp_path):
     torch.manual_seed(1)
-    source, _ = build_pdem(small_config_dir(shared, tmp_path))
+    source, _ = build_pdem(small_pdem_config(shared, tmp_path))
     release = {f"wav2vec2.{k}": v.contiguous() for k, v in source.state_dict().items()}
     release |= {"classifier.dense.weight": torch.zeros(64, 64), "classifier.out_proj.weight": torch.zeros(3, 64)}
     save_file(release, str(tmp_path / "model.safetensors"))

@@ -167,3 +167,12 @@ def test_frame_level_interpolates_smooths_and_keeps_unpredicted_videos_empty():
     assert table[table["video"] == "b"][["valence", "arousal"]].isna().all().all()
     smoothed = frame_level(raw, ["a"], probes, ["valence", "arousal"], {"filter": "hamming", "window_s": 0.5})
     assert smoothed["arousal"].to_numpy() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+def test_gap_free_values_smooth_as_with_a_gap_elsewhere(smooth):
+    """Values without NaN take a shortcut; it gives what masking gives, bit for bit."""
+    values = np.random.default_rng(3).normal(size=(200, 3))
+    with_gap = np.hstack([values, np.full((200, 1), 0.5)])
+    with_gap[50:60, 3] = np.nan
+    np.testing.assert_array_equal(smooth(values, 15), smooth(with_gap, 15)[:, :3])

@@ -143,7 +143,7 @@ def test_only_the_weights_no_copy_was_reachable_of_are_unpinned():
     assert weights.sha256 is UNPINNED and weights.url.endswith("emotion-msp-dim/resolve/main/model.safetensors")
     unpinned = {key for key, r in manifest.items() if r.sha256 is UNPINNED}
     assert unpinned == {"pdem_weights", "timm_efficientnet_b1", "timm_efficientnet_b4", "timm_vit_base_patch16_224",
-                        "spleeter_2stems"}
+                        "spleeter_2stems", "retinaface_resnet50"}
 
 
 def run_snakemake(workdir, *args, env=None):

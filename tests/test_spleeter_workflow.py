@@ -1,4 +1,4 @@
-"""The whole Spleeter rule path: rule spleeter_venv builds the venv from envs/spleeter.yaml (pip downloads
+"""The whole Spleeter rule path: rule build_venv builds the venv from envs/spleeter.yaml (pip downloads
 TensorFlow: several minutes), fetch_resource takes the 2stems tarball from a mirror (accepted unpinned), rule
 unpack_spleeter_model unpacks it, and separate_vocals runs Spleeter on demo audio in chunks.
 
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import REPO
-from test_workflow import make_workdir, snakemake
+from test_workflow import mirrored_workdir, snakemake
 
 from avaffect.media import read_wav
 from avaffect.separation import unpack_checkpoint
@@ -41,16 +40,12 @@ def write_untrained_checkpoint(workdir: Path, archive: Path, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def spleeter_run(tmp_path_factory):
-    workdir = make_workdir(tmp_path_factory.mktemp("spleeter"))
-    mirror = workdir / "mirror"
-    (mirror / "spleeter").mkdir(parents=True)
-    (workdir / "spleeter.yaml").write_text(yaml.safe_dump({
-        "resources": {"mirror": str(mirror), "accept_unpinned": ["spleeter_2stems"]},
-        "separation": {"method": "spleeter", "spleeter": {"chunk_s": 4.0, "overlap_s": 0.5}},
-    }))
+    workdir, mirror = mirrored_workdir(
+        tmp_path_factory.mktemp("spleeter"), "spleeter", "spleeter.yaml",
+        {"separation": {"method": "spleeter", "spleeter": {"chunk_s": 4.0, "overlap_s": 0.5}}}, "spleeter_2stems")
     started = time.monotonic()
     snakemake(workdir, VENV_READY, "--configfile", "spleeter.yaml")
-    print(f"spleeter_venv: {time.monotonic() - started:.0f} s")
+    print(f"build_venv spleeter: {time.monotonic() - started:.0f} s")
     write_untrained_checkpoint(workdir, mirror / "spleeter" / "2stems.tar.gz", seed=1)
     targets = [f"results/audio/vocals/{v}.wav" for v in (VOICED, SILENT)]
     snakemake(workdir, *targets, "--configfile", "spleeter.yaml")

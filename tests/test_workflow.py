@@ -1,6 +1,7 @@
 """End to end: snakemake on the demo corpus, from nothing to both submission files, reruns, bad input."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,17 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def make_workdir(path: Path) -> Path:
     return copy_workflow(REPO, path)
+
+
+def mirrored_workdir(path: Path, folder: str, config_file: str, config: dict, unpinned: str) -> tuple[Path, Path]:
+    """A workdir whose `config_file` adds `config` and takes model files from a mirror in it (accepting the
+    resource `unpinned` unchecked), with `folder` made in that mirror; returns the workdir and the mirror."""
+    workdir = make_workdir(path)
+    mirror = workdir / "mirror"
+    (mirror / folder).mkdir(parents=True)
+    (workdir / config_file).write_text(yaml.safe_dump(
+        {"resources": {"mirror": str(mirror), "accept_unpinned": [unpinned]}} | config))
+    return workdir, mirror
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -151,13 +163,36 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     result = snakemake(workdir, "-n", "-p", "results/audio/vocals/demo01.wav", "--config",
                        "separation={'method': 'spleeter'}")
     assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "probe_video": 1, "extract_audio": 1,
-                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "spleeter_venv": 1,
+                                           "fetch_resource": 1, "unpack_spleeter_model": 1, "build_venv": 1,
                                            "separate_vocals": 1}
     assert ".snakemake/venvs/spleeter/bin/python" in result.stdout
     (workdir / "overlap.yaml").write_text("separation: {method: spleeter, spleeter: {chunk_s: 1.0, overlap_s: 1.0}}\n")
     overlapping = snakemake(workdir, "-n", "--configfile", "overlap.yaml", check=False)
     assert overlapping.returncode != 0
     assert "overlap_s must be shorter than chunk_s" in overlapping.stdout + overlapping.stderr
+
+
+def dag_edges(dot: str) -> set[tuple[str, str]]:
+    """(from, to) job labels (rule, then wildcards) of the edges in `snakemake --dag` output."""
+    labels = {m.group(1): m.group(2).replace("\\n", " ") for m in re.finditer(r'(\d+)\[label = "([^"]*)"', dot)}
+    return {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)$", dot, re.MULTILINE)}
+
+
+def test_pdem_finetuning_comes_before_the_pdem_embeddings_only_when_configured(tmp_path):
+    workdir = make_workdir(tmp_path)
+    sample = demo_manifest(workdir / "results" / "demo_corpus").samples["va"]["train"][0]
+    release = "fetch_resource resource_file: pdem/model.safetensors"
+    for layers in (2, 0):
+        (workdir / "pdem.yaml").write_text(f"embeddings: {{pdem: {{finetune_layers: {layers}}}}}\n")
+        edges = dag_edges(snakemake(workdir, f"results/embeddings/audio/pdem/{sample}.parquet", "--dag",
+                                    "--configfile", "pdem.yaml").stdout)
+        into_embedding = {a for a, b in edges if b == "audio_embeddings_pdem"}
+        if layers:
+            assert "finetune_pdem" in into_embedding and release not in into_embedding
+            assert (release, "finetune_pdem") in edges
+        else:
+            assert release in into_embedding
+            assert "finetune_pdem" not in {job for edge in edges for job in edge}
 
 
 def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):

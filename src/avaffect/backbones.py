@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from avaffect.checkpoints import state_copy
 from avaffect.corpus import EXPR_CLASSES, VA_DIMENSIONS
 from avaffect.faces import FaceBox, crop_box, numbered_batches, on_tracked_faces
 from avaffect.metrics import expr_scores, va_scores
@@ -202,8 +203,7 @@ def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, tr
         history.append({"epoch": epoch, "train_loss": total / len(train_crops)} | scores)
         log(f"epoch {epoch}: train loss {total / len(train_crops):.4f}, validation {scores}")
         if not best or scores[SELECTION[task]] > best["scores"][SELECTION[task]]:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = {"epoch": epoch, "scores": scores, "state_dict": state}
+            best = {"epoch": epoch, "scores": scores, "state_dict": state_copy(model)}
     return best | {"config": asdict(model.config), "preprocessing": asdict(prep), "history": history}
 
 

@@ -42,3 +42,8 @@ def read_checkpoint(path: Path) -> dict:
 
 def write_checkpoint(checkpoint: dict, path: Path) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+
+
+def state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's weights, copied to the CPU: a snapshot later training steps do not change."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -129,6 +131,67 @@ class FaceLandmarkerDetector:
             x2, y2 = np.minimum(xy.max(axis=0), (width, height))
             boxes.append(FaceBox(float(x1), float(y1), float(x2), float(y2), self.score_threshold, points, self.name))
         return boxes
+
+
+class RetinaFaceResNet50Detector:
+    """RetinaFace ResNet-50 of the `retina-face` package (TensorFlow), which cannot share this environment: one
+    child process (avaffect.retinaface_resnet50) in the Python of envs/retinaface.yaml loads the model once
+    and detects the frames of each batch sent to it. The child ends with its input: at close(), or when the
+    job's process exits. The package returns no face without its landmarks."""
+
+    name = "retinaface_resnet50"
+    STDERR_TAIL_CHARS = 4000
+
+    def __init__(self, weights: Path, python: Path, score_threshold: float, allow_upscaling: bool):
+        import subprocess
+        import tempfile
+
+        import avaffect
+
+        # The child imports this library from the same checkout, whatever its environment has installed.
+        source = str(Path(avaffect.__file__).parent.parent)
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+        # A file, not a pipe: TensorFlow's start-up chatter would fill a pipe nobody reads and stall the child.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (open for the child's life, closed by close())
+        self._command = [str(python), "-m", "avaffect.retinaface_resnet50", "--weights", str(Path(weights).absolute()),
+                         "--score-threshold", str(score_threshold),
+                         "--allow-upscaling", "true" if allow_upscaling else "false"]
+        self._child = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=self._stderr, env=env)
+
+    def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[FaceBox]]:
+        from avaffect.retinaface_resnet50 import ChildProtocolError, parse_reply, write_frames
+
+        found = []
+        # One array per run of same-sized images (a video's frames are one run).
+        for _, run in groupby(images_rgb, key=lambda image: image.shape):
+            run = list(run)
+            try:
+                write_frames(self._child.stdin, np.stack(run))
+                line = self._child.stdout.readline()
+            except BrokenPipeError:
+                line = b""
+            if not line:
+                raise RuntimeError(self._failure("stopped without answering"))
+            try:
+                found.extend(parse_reply(line, len(run)))
+            except ChildProtocolError as err:
+                raise RuntimeError(self._failure(f"answered what cannot be read: {err}")) from err
+        return [[FaceBox(*box, score, points, self.name) for box, score, points in faces] for faces in found]
+
+    def close(self) -> None:
+        """End the child (end of its input) and wait for it."""
+        if self._child.poll() is None:
+            self._child.stdin.close()
+            self._child.wait()
+        self._stderr.close()
+
+    def _failure(self, what: str) -> str:
+        code = self._child.wait()
+        self._stderr.seek(0)
+        tail = self._stderr.read().decode(errors="replace")[-self.STDERR_TAIL_CHARS:]
+        return (f"RetinaFace ResNet-50 child `{' '.join(self._command)}` {what} (exit status {code}); "
+                f"its stderr:\n{tail}")
 
 
 class FallbackDetector:
@@ -294,32 +357,46 @@ def on_tracked_faces(frames: Iterable[tuple[int, np.ndarray]], boxes: dict[int, 
             yield number, measure(image, box)
 
 
-def build_detector(spec: str, settings: dict[str, dict], device: str, weights: dict[str, Path] | None = None
-                   ) -> FaceDetector:
-    """A detector from its config name, each part's settings and the model file of each part that needs one;
-    `a+b` asks b only for frames in which a found nothing."""
-    weights = weights or {}
+DETECTOR_RESOURCES = {"retinaface": "retinaface_mobilenet025", "face_landmarker": "mediapipe_face_landmarker",
+                      "retinaface_resnet50": "retinaface_resnet50"}
+"""The manifest key (resources/manifest.yaml) of the model file of each detector that needs one."""
+DETECTOR_ENVS = {"retinaface_resnet50": "retinaface"}
+"""The environment (envs/<name>.yaml) of each detector that cannot run in the main one."""
+
+
+def build_detector(spec: str, settings: dict[str, dict], device: str, weights: dict[str, Path] | None = None,
+                   pythons: dict[str, Path] | None = None) -> FaceDetector:
+    """A detector from its config name, each part's settings, the model file of each part that needs one and
+    the Python of each part that runs in its own environment (DETECTOR_ENVS); `a+b` asks b only for frames in
+    which a found nothing."""
+    weights, pythons = weights or {}, pythons or {}
+    for name in spec.split("+"):
+        if name in DETECTOR_RESOURCES and name not in weights:
+            raise ValueError(f"detector {name} needs its model file (resource {DETECTOR_RESOURCES[name]})")
+        if name in DETECTOR_ENVS and name not in pythons:
+            raise ValueError(f"detector {name} needs the Python of its environment (envs/{DETECTOR_ENVS[name]}.yaml)")
     detectors: list[FaceDetector] = []
     for name in spec.split("+"):
         if name == "mediapipe":
             mediapipe = settings[name]
             detectors.append(MediaPipeDetector(mediapipe["model_selection"], mediapipe["score_threshold"]))
         elif name == "face_landmarker":
-            if name not in weights:
-                raise ValueError("detector face_landmarker needs its task file (resource mediapipe_face_landmarker)")
             landmarker = settings[name]
             detectors.append(FaceLandmarkerDetector(Path(weights[name]), landmarker["max_faces"],
                                                     landmarker["score_threshold"]))
         elif name == "retinaface":
-            if name not in weights:
-                raise ValueError("detector retinaface needs its weights file (resource retinaface_mobilenet025)")
             from avaffect.retinaface import RetinaFaceDetector
 
             retinaface = settings[name]
             detectors.append(RetinaFaceDetector(Path(weights[name]), resolve_device(device),
                                                 retinaface["score_threshold"], retinaface["nms_threshold"]))
+        elif name == "retinaface_resnet50":
+            resnet50 = settings[name]
+            detectors.append(RetinaFaceResNet50Detector(Path(weights[name]), Path(pythons[name]),
+                                                        resnet50["score_threshold"], resnet50["allow_upscaling"]))
         else:
-            raise ValueError(f"unknown face detector '{name}' (expected mediapipe, retinaface or face_landmarker)")
+            raise ValueError(f"unknown face detector '{name}' (expected mediapipe, retinaface, face_landmarker or "
+                             f"retinaface_resnet50)")
     return detectors[0] if len(detectors) == 1 else FallbackDetector(detectors)
 
 

@@ -66,12 +66,10 @@ FRAME_BLOCK = 1024
 RF_TREE_GRID = (25, 50, 100, 200, 400)
 """Forest sizes whose out-of-bag error is measured; the forest keeps the smallest good one."""
 RF_OOB_TOLERANCE = 0.005
-"""A tree count is good when its OOB error (1 - accuracy, or 1 - mean R^2 for VA) is within this of the best."""
-RF_PLATEAU_STEPS = 1
-"""The tree grid stops growing after this many consecutive steps that each lower the best OOB error so far by
-no more than RF_OOB_TOLERANCE (see _fit_forest). One: the OOB error falls ever more slowly as the forest
-doubles, so once a doubling gains less than the tolerance the next gains less still, and growing it (and
-predicting with twice the trees) costs more than all the steps before."""
+"""A tree count is good when its OOB error (1 - accuracy, or 1 - mean R^2 for VA) is within this of the best.
+The tree grid also stops growing once the next grid step is expected to lower the best OOB error by no more
+than this (see _next_step_gain): growing it (and predicting with twice the trees) costs more than all the steps
+before, for a gain too small to make a larger count the chosen one."""
 RF_MIN_SAMPLES_LEAF = 5
 """Leaves of at least this many frames: bounds the forest's size, which grows with the frames per leaf."""
 RF_MAX_FEATURES = "sqrt"
@@ -534,30 +532,47 @@ class _OobTally:
         return 1.0 - float(score)
 
 
-def _plateaued(errors: Sequence[float], steps: int = RF_PLATEAU_STEPS, tolerance: float = RF_OOB_TOLERANCE) -> bool:
-    """True when each of the last `steps` errors is lower than the best error before it by no more than
-    `tolerance` (the grid has stopped improving), False while fewer than steps + 1 errors are known."""
-    if len(errors) <= steps:
-        return False
-    return all(errors[i] >= min(errors[:i]) - tolerance for i in range(len(errors) - steps, len(errors)))
+def _next_step_gain(counts: Sequence[int], errors: Sequence[float], next_count: int) -> float:
+    """How far growing the forest from counts[-1] to next_count trees is expected to lower the best OOB error,
+    projected from the last measured step; infinite while fewer than two counts are measured.
 
-
-def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, tree_grid: Sequence[int],
-                min_samples_leaf: int, n_jobs: int, max_rows: int | None) -> tuple[Forest, list[dict], dict]:
-    """Forest on the usable rows, its size the smallest measured count in `tree_grid` whose OOB error is within
-    RF_OOB_TOLERANCE of the best measured; returns it, the OOB curve and which rows it was fit on.
-
-    Trees are added with warm_start, so the first n trees of the largest forest are exactly the forest of
-    n trees the curve measured, and the forest is cut back to them. The grid stops growing at a plateau: once
-    RF_PLATEAU_STEPS consecutive grid steps have each lowered the best OOB error by no more than
-    RF_OOB_TOLERANCE, larger counts are not fit (the curve ends there). max_rows (None: all) fits on that many
-    rows, evenly spaced over the frames in order, so every video keeps its share.
+    The OOB error of n trees behaves as e_inf + c / n (averaging n trees divides their variance by n; exact in
+    expectation for the squared error), so a step from n0 to n1 trees gains c (1/n0 - 1/n1): a doubling gains
+    half what the doubling before it gained. c comes from the last step's fall below the best error before it
+    (none when it did not fall), which stops the grid as soon as a step fails to improve.
     """
+    if len(errors) < 2:
+        return float("inf")
+    fall = max(min(errors[:-1]) - errors[-1], 0.0)
+    per_inverse_tree = fall / (1 / counts[-2] - 1 / counts[-1])
+    return per_inverse_tree * (1 / counts[-1] - 1 / next_count)
+
+
+def _forest_rows(features: np.ndarray, target: np.ndarray, task: str, max_rows: int | None
+                 ) -> tuple[np.ndarray, int]:
+    """Rows a forest is fit on, annotated and with every feature, at most max_rows (None: all) of them evenly
+    spaced over the frames in order so that every video keeps its share; and how many rows were usable."""
     rows = np.flatnonzero(_labelled(task, target) & ~np.isnan(features).any(axis=1))
     available = len(rows)
     rows = evenly_spaced(rows, max_rows)
     if len(rows) < RF_MIN_ROWS:
         raise ValueError(f"rf: {len(rows)} frames are annotated and predicted, need at least {RF_MIN_ROWS}")
+    return rows, available
+
+
+def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, tree_grid: Sequence[int],
+                min_samples_leaf: int, n_jobs: int, max_rows: int | None, max_samples: float | None = None
+                ) -> tuple[Forest, list[dict], dict]:
+    """Forest on the usable rows, its size the smallest measured count in `tree_grid` whose OOB error is within
+    RF_OOB_TOLERANCE of the best measured; returns it, the OOB curve and which rows it was fit on. Each tree's
+    bootstrap draws max_samples times as many rows as there are (None: as many).
+
+    Trees are added with warm_start, so the first n trees of the largest forest are exactly the forest of
+    n trees the curve measured, and the forest is cut back to them. The grid stops growing at a plateau: once
+    the next grid count is expected to lower the best OOB error by no more than RF_OOB_TOLERANCE
+    (_next_step_gain), it is not fit (the curve ends there). Rows: see _forest_rows.
+    """
+    rows, available = _forest_rows(features, target, task, max_rows)
     grid = sorted({int(n) for n in tree_grid})
     if not grid or grid[0] < 1:
         raise ValueError(f"tree_grid must hold positive tree counts, got {tree_grid}")
@@ -566,16 +581,18 @@ def _fit_forest(features: np.ndarray, target: np.ndarray, task: str, seed: int, 
     forest_type = RandomForestRegressor if task == "va" else RandomForestClassifier
     # oob_score=False: the same trees (the OOB score is computed after they are grown), scored by _OobTally.
     forest = forest_type(n_estimators=grid[0], min_samples_leaf=min_samples_leaf, max_features=RF_MAX_FEATURES,
-                         bootstrap=True, oob_score=False, warm_start=True, random_state=seed, n_jobs=n_jobs)
+                         bootstrap=True, max_samples=max_samples, oob_score=False, warm_start=True,
+                         random_state=seed, n_jobs=n_jobs)
     tally = None
     curve = []
-    for n_trees in grid:
+    for n_trees, next_count in zip(grid, [*grid[1:], None], strict=True):
         forest.set_params(n_estimators=n_trees)
         forest.fit(x, y)
         if tally is None:
             tally = _OobTally(forest, x, y)
         curve.append({"n_trees": n_trees, "oob_error": tally.add_new_trees()})
-        if _plateaued([point["oob_error"] for point in curve]):
+        if next_count is None or _next_step_gain(grid[:len(curve)], [p["oob_error"] for p in curve],
+                                                 next_count) <= RF_OOB_TOLERANCE:
             break
     best = min(point["oob_error"] for point in curve)
     chosen = next(p["n_trees"] for p in curve if p["oob_error"] <= best + RF_OOB_TOLERANCE)
@@ -672,21 +689,24 @@ def _fit_weights(method: str, predictions: np.ndarray, target: np.ndarray, task:
 
 def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups: np.ndarray, task: str,
                n_draws: int, seed: int, n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
-               rf_max_rows: int | None = None, tree_grid: Sequence[int] = RF_TREE_GRID,
-               min_samples_leaf: int = RF_MIN_SAMPLES_LEAF, n_jobs: int = 1) -> FittedFusion:
+               rf_max_rows: int | None = None, rf_max_samples: float | None = None,
+               tree_grid: Sequence[int] = RF_TREE_GRID, min_samples_leaf: int = RF_MIN_SAMPLES_LEAF,
+               n_jobs: int = 1) -> FittedFusion:
     """Fusion `method` of (M, N, d) validation predictions, chosen and scored by grouped K-fold over videos.
 
     target: VA (N, 2) with NaN (or VA_INVALID) invalid, EXPR (N,) classes with EXPR_INVALID; groups: (N,)
     video ids. In each fold the weights (best of n_draws Dirichlet draws, P_VA or macro F1) or the forest
     are chosen on the other videos and predict the held-out videos; report["out_of_fold"] scores those
     predictions (also kept as FittedFusion.out_of_fold). The returned parameters are then chosen on all
-    frames and report["in_sample"] scores them on the same frames.
+    frames and report["in_sample"] scores them in-sample: weights on every validation frame, the final forest
+    on the frames it was fit on (report["in_sample_frames"]: "all" or "fit").
 
     Choosing may look at fewer frames than scoring: search_max_rows ("swf"/"dwf") and rf_max_rows ("rf")
     cap the annotated frames, evenly spaced in time (evenly_spaced; None: all), that weights are searched or
-    forests grown on, while both reported scores always cover every validation frame. The search costs about
-    n_draws x frames; a forest about 2 us per frame per tree on one core. n_draws is used by "swf"/"dwf" only,
-    tree_grid and min_samples_leaf by "rf" only. n_jobs: threads for the EXPR weight search, and for the
+    forests grown on, while the out-of-fold score always covers every validation frame. The search costs about
+    n_draws x frames; a forest about 2 us per frame drawn per tree on one core, each tree's bootstrap drawing
+    rf_max_samples times its frames (None: as many). n_draws is used by "swf"/"dwf" only, tree_grid,
+    rf_max_samples and min_samples_leaf by "rf" only. n_jobs: threads for the EXPR weight search, and for the
     forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
     """
     _check_task(task)
@@ -697,18 +717,22 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     if len(target) != predictions.shape[1] or len(groups) != predictions.shape[1]:
         raise ValueError(f"target and groups must have one row per frame ({predictions.shape[1]}), "
                          f"got {len(target)} and {len(groups)}")
+    if rf_max_samples is not None and not 0 < rf_max_samples <= 1:
+        raise ValueError(f"rf_max_samples must be in (0, 1] or None, got {rf_max_samples}")
     folds, n_splits = video_folds(groups, n_folds)
     out_of_fold = np.full((predictions.shape[1], predictions.shape[2]), np.nan)
     report: dict = {"method": method}
     if method == "rf":
         features = stacking_features(predictions)
+        fit_rows, _ = _forest_rows(features, target, task, rf_max_rows)
 
         def fit_part(k: int) -> tuple[Forest, list[dict], dict, np.ndarray]:
-            """Forest of fold k, fit without its videos, and its predictions of them; k = n_splits: all frames."""
+            """Forest of fold k, fit without its videos, and its predictions of them; k = n_splits: the forest
+            of all videos and its predictions of the frames it was fit on."""
             train = folds != k
             forest, curve, rows = _fit_forest(features[train], target[train], task, seed, tree_grid,
-                                              min_samples_leaf, n_jobs, rf_max_rows)
-            held_out = features[~train] if k < n_splits else features
+                                              min_samples_leaf, n_jobs, rf_max_rows, rf_max_samples)
+            held_out = features[~train] if k < n_splits else features[fit_rows]
             return forest, curve, rows, _forest_predict(forest, held_out, task)
 
         # The forests are independent, so n_jobs of them grow at a time, each on n_jobs threads: one forest's
@@ -717,22 +741,24 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
             parts = list(pool.map(fit_part, range(n_splits + 1)))
         for k, (_, _, _, predicted) in enumerate(parts[:-1]):
             out_of_fold[folds == k] = predicted
-        forest, curve, rows, in_sample = parts[-1]
+        forest, curve, rows, fit_predicted = parts[-1]
         fitted = FittedFusion(method, task, forest=forest, n_trees=len(forest.estimators_))
+        # In-sample on the frames the final forest was fit on: where it is most optimistic, and a pass of every
+        # tree over the other validation frames (their near-copies at the video rate) is saved.
+        in_sample = _scores(task, target[fit_rows], fit_predicted)
         report |= {"n_trees": fitted.n_trees, "oob_curve": curve,
                    "fold_n_trees": [len(part[0].estimators_) for part in parts[:-1]], "rows": rows,
-                   "min_samples_leaf": min_samples_leaf}
+                   "min_samples_leaf": min_samples_leaf, "max_samples": rf_max_samples, "in_sample_frames": "fit"}
     else:
         fold_weights, weights, rows = _fit_weights(method, predictions, target, task, folds, n_splits, n_draws,
                                                    seed, n_jobs, search_max_rows)
         for k, w in enumerate(fold_weights):
             out_of_fold[folds == k] = fuse(predictions[:, folds == k], w)
         fitted = FittedFusion(method, task, weights=weights)
-        in_sample = fitted.apply(predictions)
+        in_sample = _scores(task, target, fitted.apply(predictions))
         report |= {"weights": weights.tolist(), "fold_weights": [w.tolist() for w in fold_weights],
-                   "draws": n_draws, "rows": rows}
-    report |= {"folds": n_splits, "out_of_fold": _scores(task, target, out_of_fold),
-               "in_sample": _scores(task, target, in_sample)}
+                   "draws": n_draws, "rows": rows, "in_sample_frames": "all"}
+    report |= {"folds": n_splits, "out_of_fold": _scores(task, target, out_of_fold), "in_sample": in_sample}
     fitted.report = report
     fitted.out_of_fold = out_of_fold
     return fitted
@@ -779,7 +805,8 @@ def label_prior(task: str, labels: np.ndarray) -> np.ndarray:
 def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: str, columns: list[str],
                     models: Sequence[str], methods: Sequence[str], n_draws: int, seed: int,
                     n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
-                    rf_max_rows: int | None = None, n_jobs: int = 1) -> tuple[dict[str, FittedFusion], dict]:
+                    rf_max_rows: int | None = None, rf_max_samples: float | None = None, n_jobs: int = 1
+                    ) -> tuple[dict[str, FittedFusion], dict]:
     """Each method fit by `fit_fusion` on the validation tables (videos are the groups), and a report.
 
     report: "validation" (every model's own scores), "fusion" (each method's FittedFusion report, with
@@ -789,7 +816,8 @@ def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: st
     # The two people of a two-person video share scenes and often labels: they stay in one fold.
     groups = tables[0]["video"].map(video_of).to_numpy()
     fitted = {method: fit_fusion(method, stacked, labels, groups, task, n_draws, seed, n_folds,
-                                 search_max_rows=search_max_rows, rf_max_rows=rf_max_rows, n_jobs=n_jobs)
+                                 search_max_rows=search_max_rows, rf_max_rows=rf_max_rows,
+                                 rf_max_samples=rf_max_samples, n_jobs=n_jobs)
               for method in methods}
     report = {"validation": {name: _scores(task, labels, stacked[i]) for i, name in enumerate(models)},
               "fusion": {method: fit.report for method, fit in fitted.items()},

@@ -8,12 +8,13 @@ normalisation from its preprocessor_config.json, the weights from the release's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from avaffect.files import atomic_write
 from avaffect.windows import slot_of_steps
 
 BACKBONE_PREFIX = "wav2vec2."
@@ -32,6 +33,8 @@ def build_pdem(config_dir: Path):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     config = Wav2Vec2Config.from_pretrained(config_dir)
+    # Errors about the architecture name the file it came from.
+    config.name_or_path = str(Path(config_dir) / "config.json")
     model = Wav2Vec2Model(config).eval()
     return model, Wav2Vec2FeatureExtractor.from_pretrained(config_dir)
 
@@ -56,26 +59,64 @@ def frame_stride(model: torch.nn.Module) -> int:
     return int(np.prod(model.config.conv_stride))
 
 
-def _batches(windows: Sequence[tuple[int, int]], batch_size: int) -> Iterator[list[int]]:
-    """Indices of windows of equal sample length, `batch_size` at a time, so no batch needs padding."""
+def length_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator | None = None
+                   ) -> list[list[int]]:
+    """Indices of windows of equal sample length, `batch_size` at a time, so no batch needs padding; in
+    order, or shuffled (windows and batches) by `generator`."""
+    order = range(len(lengths)) if generator is None else torch.randperm(len(lengths), generator=generator).tolist()
     by_length: dict[int, list[int]] = {}
-    for index, (start, end) in enumerate(windows):
-        by_length.setdefault(end - start, []).append(index)
-    for indices in by_length.values():
-        for first in range(0, len(indices), batch_size):
-            yield indices[first:first + batch_size]
+    for index in order:
+        by_length.setdefault(lengths[index], []).append(index)
+    batches = [indices[first:first + batch_size] for indices in by_length.values()
+               for first in range(0, len(indices), batch_size)]
+    if generator is None:
+        return batches
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def step_weights(n_frames: int, stride_s: float, n_steps: int, step_s: float) -> np.ndarray:
+    """(n_steps, n_frames) weights that average the frames (one every `stride_s` from the window's start)
+    starting in each step [k step_s, (k + 1) step_s); a step without a frame has a row of zeros."""
+    step = slot_of_steps(np.arange(n_frames) * stride_s, 0.0, step_s)
+    member = (step[None, :] == np.arange(n_steps)[:, None]).astype(np.float32)
+    return member / np.maximum(member.sum(axis=1, keepdims=True), 1.0)
 
 
 def pool_steps(hidden: np.ndarray, stride_s: float, n_steps: int, step_s: float) -> np.ndarray:
-    """(n_steps, hidden) means of the frames (one every `stride_s` from the window's start) that start in
-    each step [k step_s, (k + 1) step_s); a step without a frame is NaN."""
-    step = slot_of_steps(np.arange(len(hidden)) * stride_s, 0.0, step_s)
-    out = np.full((n_steps, hidden.shape[1]), np.nan, np.float32)
-    for k in range(n_steps):
-        chosen = hidden[step == k]
-        if len(chosen):
-            out[k] = chosen.mean(axis=0)
+    """(n_steps, hidden) means of the frames that start in each step (`step_weights`); a step without a
+    frame is NaN."""
+    weights = step_weights(len(hidden), stride_s, n_steps, step_s)
+    out = (weights @ hidden).astype(np.float32)
+    out[weights.sum(axis=1) == 0] = np.nan
     return out
+
+
+def top_layers(model: torch.nn.Module, layers: int) -> torch.nn.ModuleList:
+    """The last `layers` transformer layers of the backbone; more than it has is a config error."""
+    total = model.config.num_hidden_layers
+    if not 1 <= layers <= total:
+        raise PdemError(f"config embeddings.pdem.finetune_layers is {layers}, but the PDEM backbone of "
+                        f"{model.config.name_or_path} has {total} transformer layers: choose 0 (frozen) to "
+                        f"{total}")
+    return model.encoder.layers[total - layers:]
+
+
+def unfreeze_top_layers(model: torch.nn.Module, layers: int) -> torch.nn.ModuleList:
+    """Freeze the whole backbone but its last `layers` transformer layers (`top_layers`), which it returns."""
+    top = top_layers(model, layers)
+    model.requires_grad_(False)
+    top.requires_grad_(True)
+    return top
+
+
+def save_pdem_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """The backbone as a release file (keys `wav2vec2.*`), which `load_pdem_weights` reads; atomic."""
+    from safetensors.torch import save
+
+    state = {BACKBONE_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Not save_file: it creates the file readable by its owner only, unlike every other result.
+    data = save(state, metadata=metadata)
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
 def pdem_window_embeddings(model: torch.nn.Module, extractor, samples: np.ndarray, sample_rate: int,
@@ -95,7 +136,7 @@ def pdem_window_embeddings(model: torch.nn.Module, extractor, samples: np.ndarra
     pooled: list[np.ndarray | None] = [None] * len(windows)
     model = model.to(device)
     with torch.inference_mode():
-        for batch in _batches(spans, batch_size):
+        for batch in length_batches([end - start for start, end in spans], batch_size):
             inputs = extractor([samples[spans[i][0]:spans[i][1]] for i in batch], sampling_rate=sample_rate,
                                return_tensors="pt")
             hidden = model(inputs.input_values.to(device)).last_hidden_state.float().cpu().numpy()

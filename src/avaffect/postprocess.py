@@ -76,6 +76,8 @@ def _smooth(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     # sits one sample off centre, which ndimage expresses as origin -1.
     convolve = partial(convolve1d, weights=kernel, axis=0, mode="constant", cval=0.0, origin=-(1 - kernel.size % 2))
     valid = ~np.isnan(values)
+    if valid.all():  # the usual case, no gap: the masking below would change nothing
+        return convolve(values) / convolve(np.ones((len(values), 1)))
     weighted = convolve(np.where(valid, values, 0.0))
     # Interpolated predictions are valid or NaN a whole row at a time: then one column's mass serves all.
     row_uniform = bool((valid == valid[:, :1]).all())

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from avaffect.checkpoints import state_copy
 from avaffect.corpus import (
     EXPR_CLASSES,
     EXPR_INVALID,
@@ -75,13 +76,19 @@ def attach_window_labels(sequence: StepSequence, labels: np.ndarray, fps: float,
     (20 for 4 s at 5 Hz; invalid ones stay NaN and are masked), an EXPR window one label per `slot_s`
     (4 for 4 s), the most frequent valid class of the video frames in that slot, given to each of its steps.
     """
-    if labels.dtype.kind == "f":
-        return attach_labels(sequence, labels)
-    start = float(sequence.times[0])
-    slots = slot_of_steps(sequence.times, start, slot_s)
-    per_slot = majority_per_slot(labels, fps, start, int(slots.max()) + 1, slot_s, EXPR_INVALID)
-    sequence.labels = per_slot[slots]
+    sequence.labels = window_step_labels(sequence.frames, sequence.times, labels, fps, slot_s)
     return sequence
+
+
+def window_step_labels(frames: np.ndarray, times: np.ndarray, labels: np.ndarray, fps: float, slot_s: float
+                       ) -> np.ndarray:
+    """Labels of the steps (1-based video `frames` at `times`) of one audio window, as
+    `attach_window_labels` forms them from per-frame labels aligned to the video's frames."""
+    if labels.dtype.kind == "f":
+        return labels[frames - 1]
+    start = float(times[0])
+    slots = slot_of_steps(times, start, slot_s)
+    return majority_per_slot(labels, fps, start, int(slots.max()) + 1, slot_s, EXPR_INVALID)[slots]
 
 
 NORMALIZATIONS = ("zscore", "minmax", "per_video_minmax")
@@ -279,6 +286,31 @@ def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequ
     return out
 
 
+@dataclass
+class EarlyStopping:
+    """The epoch best on validation by `metric`, and whether `patience` epochs have passed without a better one."""
+
+    metric: str
+    patience: int
+    best_epoch: int | None = None
+    best_score: float = float("nan")
+    stale: int = 0
+
+    def improved(self, epoch: int, scores: dict[str, float]) -> bool:
+        """Whether `epoch` scores better than every epoch before it (the caller keeps its weights)."""
+        if self.best_epoch is None or scores[self.metric] > self.best_score:
+            self.best_epoch, self.best_score, self.stale = epoch, scores[self.metric], 0
+            return True
+        self.stale += 1
+        return False
+
+    def exhausted(self, epoch: int, log) -> bool:
+        if self.stale < self.patience:
+            return False
+        log(f"early stop after {epoch} epochs: best epoch {self.best_epoch}")
+        return True
+
+
 def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence], family: str,
           architecture: dict, settings: TrainSettings, device: str, log) -> tuple[dict, list[dict]]:
     """Train one model; keep the epoch with the best validation score. Returns checkpoint and history.
@@ -300,9 +332,9 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
     use_amp = device.startswith("cuda")
     generator = torch.Generator().manual_seed(settings.seed)
     metric = PRIMARY_METRIC[task]
+    stopping = EarlyStopping(metric, settings.patience)
     best: dict | None = None
     history: list[dict] = []
-    stale = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(data.inputs), generator=generator)
@@ -323,17 +355,12 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
                        predict(model, normalizer, task, validation_set, settings.window, settings.hop, device))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), **scores})
         log(f"epoch {epoch}: loss {np.mean(losses):.4f} validation {metric} {scores[metric]:.4f}")
-        if best is None or scores[metric] > best["scores"][metric]:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = {"task": task, "config": config.to_dict(), "state_dict": state, "epoch": epoch,
+        if stopping.improved(epoch, scores):
+            best = {"task": task, "config": config.to_dict(), "state_dict": state_copy(model), "epoch": epoch,
                     "scores": {k: float(v) for k, v in scores.items()}, "normalizer": normalizer.to_state(),
                     "window": settings.window, "hop": settings.hop}
-            stale = 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                log(f"early stop after {epoch} epochs: best epoch {best['epoch']}")
-                break
+        elif stopping.exhausted(epoch, log):
+            break
     return best, history
 
 
@@ -355,6 +382,21 @@ def video_sequences(embedding_file: Path, video: str, modality: str) -> list[Ste
     return sequences_from_table(table, video, "window" if modality == "audio" else None)
 
 
+def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: int, log) -> np.ndarray:
+    """The sample's labels aligned to its video's `n_frames` decoded frames; a length mismatch and a sample
+    without any valid label are logged."""
+    path = annotation_path(corpus, task, split, sample)
+    labels = read_annotation(path, task)
+    if len(labels) != n_frames:
+        log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
+            "frames without a line are invalid")
+    aligned = align_to_frames(labels, n_frames)
+    if not valid_labels(task, aligned).any():
+        log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
+            f"{sample} adds nothing to the {split} set")
+    return aligned
+
+
 def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
                        embedding_sets: Sequence[dict[str, Path]], probes: dict[str, dict], log, expr_label_s: float
                        ) -> list[StepSequence]:
@@ -365,16 +407,7 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
     out = []
     for sample in samples:
         video = video_of(sample)
-        n_frames = probes[video]["n_frames"]
-        path = annotation_path(corpus, task, split, sample)
-        labels = read_annotation(path, task)
-        if len(labels) != n_frames:
-            log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
-                "frames without a line are invalid")
-        aligned = align_to_frames(labels, n_frames)
-        if not valid_labels(task, aligned).any():
-            log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
-                f"{sample} adds nothing to the {split} set")
+        aligned = sample_labels(corpus, task, split, sample, probes[video]["n_frames"], log)
         for embeddings in embedding_sets:
             if sample not in embeddings:
                 continue

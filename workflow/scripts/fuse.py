@@ -19,7 +19,7 @@ labels = frame_labels(validation[0], task, "validation", Path(p.corpus), probes,
 s = p.fusion
 fitted, report = compare_fusions(validation, labels, task, columns, p.models, [method], s.get("draws", 1), s["seed"],
                                  s["folds"], search_max_rows=s.get("search_max_rows"), rf_max_rows=s.get("rf_max_rows"),
-                                 n_jobs=snakemake.threads)
+                                 rf_max_samples=s.get("rf_max_samples"), n_jobs=snakemake.threads)
 fusion = fitted[method]
 for name, scores in report["validation"].items():
     log.info("validation %s: %s", name, scores)

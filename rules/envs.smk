@@ -1,0 +1,21 @@
+# Venvs for rules whose packages cannot share the main environment (envs/spleeter.yaml, envs/retinaface.yaml),
+# built from the conda file's pip pins.
+rule build_venv:
+    output:
+        venv_ready("{env}"),
+    wildcard_constraints:
+        env="|".join(VENV_ENVS),
+    log:
+        "results/logs/build_venv/{env}.log",
+    params:
+        venv=lambda w, output: Path(output[0]).parent,
+        env_file=lambda w: env_file(w.env),
+        pins=lambda w: pip_pins(env_file(w.env)),
+        python=lambda w: python_version(env_file(w.env)),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/main.yaml"
+    script:
+        "../workflow/scripts/build_venv.py"
