@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import yaml
 
-from avaffect.faces import MediaPipeDetector, detect_all, resolve_device, track_person
+from avaffect.faces import MediaPipeDetector, detect_all, on_tracked_faces, resolve_device, track_person
 from avaffect.landmarks import FaceMesh, landmarks_table
 from avaffect.media import extract_audio, iter_frames, probe_video
 from avaffect.pdem import build_pdem, pdem_window_embeddings
@@ -76,7 +76,8 @@ def main() -> None:
         track = track_person(found, faces["tracking"]["min_iou"],
                              max(1, round(faces["tracking"]["max_gap_s"] * info.fps)))
         boxes = {n: box for n, box in zip(numbers, track, strict=True) if box is not None}
-        points = dict(FaceMesh(config["landmarks"]["crop_margin"]).run(iter_frames(args.clip, boxes), boxes))
+        mesh = FaceMesh(config["landmarks"]["crop_margin"])
+        points = dict(on_tracked_faces(iter_frames(args.clip, boxes), boxes, mesh.key_points))
         opening = landmarks_table(numbers, points, info.fps)["mouth_open"].to_numpy(float)
         settings = {k: v for k, v in vad.items() if k not in ("method", "voice")}
         return mouth_vad(opening, info.fps, **settings)
