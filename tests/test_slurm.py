@@ -31,6 +31,8 @@ START_SLURM = REPO / "tests" / "slurm" / "start_slurm.sh"
 STOP_SLURM = REPO / "tests" / "slurm" / "stop_slurm.sh"
 NOT_ROOT = 2  # start_slurm.sh's exit status when SLURM is down and it may not start it
 VIDEOS_PER_JOB = 5
+# Rules with `localrule: True` run on the submitting host: no SLURM job, no plugin log.
+LOCAL_RULES = {"sample_set"}
 PER_VIDEO_RULES = {"probe_video", "extract_audio", "separate_vocals", "detect_faces", "face_landmarks",
                    "voice_activity", "face_embeddings", "audio_embeddings"}
 MODELS = {
@@ -103,9 +105,11 @@ def test_every_job_ran_as_a_slurm_job_with_per_video_rules_grouped(slurm_run, sl
     # the plugin names a group's log folder after the group and its rules
     group_logs = sorted(path for folder in logs.glob("group_per_video_*") for path in folder.rglob("*.log"))
     assert len(group_logs) == math.ceil(len(videos) / VIDEOS_PER_JOB)
-    rule_logs = {rule: sorted((logs / f"rule_{rule}").rglob("*.log")) for rule in set(jobs) - PER_VIDEO_RULES}
+    rule_logs = {rule: sorted((logs / f"rule_{rule}").rglob("*.log"))
+                 for rule in set(jobs) - PER_VIDEO_RULES - LOCAL_RULES}
     assert {rule: len(found) for rule, found in rule_logs.items()} == {rule: jobs[rule] for rule in rule_logs}
-    assert not any((logs / f"rule_{rule}").exists() for rule in PER_VIDEO_RULES)
+    assert not any((logs / f"rule_{rule}").exists() for rule in PER_VIDEO_RULES | LOCAL_RULES)
+    assert len(list((workdir / "results" / "sets").rglob("*.json"))) == jobs["sample_set"]
     # SLURM names each log after its job id; slurmctld logged every one of them as finished with status 0
     job_ids = {path.stem for path in group_logs} | {path.stem for found in rule_logs.values() for path in found}
     controller_log = (slurm_conf.parent / "slurmctld.log").read_text()
