@@ -136,7 +136,7 @@ def split_samples(task, split):
     return MANIFEST.samples[task][split]
 
 
-def sample_set(model, task, split):
+def sample_set_file(model, task, split):
     """The file listing what the model jobs of this split read (avaffect.corpus.SampleSet)."""
     spec = MODELS[model]
     return f"results/sets/{spec['modality']}/{spec['extractor']}/{task}/{split}.json"

@@ -1,7 +1,7 @@
 rule predict:
     input:
         checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
-        samples=lambda w: sample_set(w.model, w.task, w.split),
+        samples=lambda w: sample_set_file(w.model, w.task, w.split),
     output:
         "results/predictions/raw/{model}/{task}/w{window}/{split}.parquet",
     log:

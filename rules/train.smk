@@ -24,8 +24,8 @@ rule sample_set:
 
 rule train:
     input:
-        train=lambda w: sample_set(w.model, w.task, "train"),
-        validation=lambda w: sample_set(w.model, w.task, "validation"),
+        train=lambda w: sample_set_file(w.model, w.task, "train"),
+        validation=lambda w: sample_set_file(w.model, w.task, "validation"),
     output:
         checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
         metrics="results/models/{model}/{task}/w{window}/metrics.json",
