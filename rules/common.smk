@@ -35,7 +35,8 @@ MANIFEST = demo_manifest(CORPUS) if config["corpus"]["demo"] else scan_corpus(CO
 # A sample is one annotated person: the video itself, or one side of a two-person video (`<video>_left`).
 # Video and sample names are any name without a slash, not an alternation of the corpus's names: Snakemake
 # writes global constraints into every output pattern and matches each file against them: 600 names in
-# them were a fifth of the DAG build time of an Aff-Wild2-size corpus. A name outside the corpus fails in corpus_video.
+# them were a fifth of the DAG build time of an Aff-Wild2-size corpus. A name outside the corpus fails in
+# corpus_video.
 wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(MODELS),
@@ -238,7 +239,7 @@ if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:
     )
 
 
-PDEM_FINETUNE_SPLITS = ["train", "validation"]
+PDEM_FINETUNE_SPLITS = list(LABELLED_SPLITS)
 
 
 def pdem_finetune_samples():
@@ -247,7 +248,7 @@ def pdem_finetune_samples():
 
 
 STATIC_TASK = config["static"]["task"]
-STATIC_SPLITS = ["train", "validation"]
+STATIC_SPLITS = list(LABELLED_SPLITS)
 
 
 def static_samples():
