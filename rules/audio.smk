@@ -47,25 +47,6 @@ if config["separation"]["method"] == "spleeter":
             "{params.python} {params.script:q} {input.audio:q} {params.model_dir:q} {output:q} --log {log:q} "
             "--chunk-s {params.chunk_s} --overlap-s {params.overlap_s}"
 
-else:
-
-    rule separate_vocals:
-        input:
-            "results/audio/raw/{video}.wav",
-        output:
-            "results/audio/vocals/{video}.wav",
-        log:
-            "results/logs/separate_vocals/{video}.log",
-        benchmark:
-            "results/benchmarks/separate_vocals/{video}.tsv"
-        threads: 1
-        resources:
-            mem_mb=1000,
-        conda:
-            "../envs/main.yaml"
-        script:
-            "../workflow/scripts/separate_vocals.py"
-
 
 rule unpack_spleeter_model:
     input:

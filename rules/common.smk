@@ -12,6 +12,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
+from avaffect.augment import augmented_copy_numbers  # noqa: E402
 from avaffect.corpus import LABELLED_SPLITS, SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
 from avaffect.faces import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E402
@@ -46,7 +47,6 @@ wildcard_constraints:
     video=r"[^/]+",
     sample=r"[^/]+",
     window=r"[0-9.]+",
-    copy_number=r"[1-9][0-9]*",
     method="swf|dwf|rf",
     resource_file="|".join(map(re.escape, RESOURCE_BY_FILE)),
 
@@ -129,8 +129,10 @@ def sample_audio(wildcards):
 
 
 def audio_of(sample):
-    """The (vocals) audio of a sample's video; both sides of a two-person video read the same file."""
-    return f"results/audio/vocals/{video_of(sample)}.wav"
+    """The audio of a sample's video that the audio stages read: Spleeter's vocals, or with separation.method
+    none the extracted audio itself, not a copy of it. Both sides of a two-person video read the same file."""
+    separated = config["separation"]["method"] == "spleeter"
+    return f"results/audio/{'vocals' if separated else 'raw'}/{video_of(sample)}.wav"
 
 
 def split_samples(task, split):
@@ -152,8 +154,17 @@ def set_augmented(wildcards):
     """The augmented copies of the training samples' audio embeddings: they only ever join the training split."""
     if wildcards.modality != "audio" or wildcards.split != "train":
         return []
-    return [f"results/embeddings/audio/{wildcards.extractor}/augmented/{copy}/{s}.parquet"
-            for copy in range(1, config["augmentation"]["copies"] + 1) for s in split_samples(wildcards.task, "train")]
+    return [augmented_file(wildcards.extractor, copy, s)
+            for copy in augmented_copy_numbers(config["augmentation"]) for s in split_samples(wildcards.task, "train")]
+
+
+def augmented_file(extractor, copy, sample):
+    return f"results/embeddings/audio/{extractor}/augmented/{copy}/{sample}.parquet"
+
+
+def augmented_outputs(extractor):
+    """The outputs of one sample's augmented-embedding job: a file per copy, the sample a wildcard."""
+    return [augmented_file(extractor, copy, "{sample}") for copy in augmented_copy_numbers(config["augmentation"])]
 
 
 def probes(task, splits):

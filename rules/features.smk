@@ -121,31 +121,34 @@ rule audio_embeddings_pdem:
         "../workflow/scripts/audio_embeddings_pdem.py"
 
 
-use rule audio_embeddings as audio_embeddings_augmented with:
-    output:
-        "results/embeddings/audio/logmel/augmented/{copy_number}/{sample}.parquet",
-    log:
-        "results/logs/audio_embeddings/logmel/augmented/{copy_number}/{sample}.log",
-    benchmark:
-        "results/benchmarks/audio_embeddings/logmel/augmented/{copy_number}/{sample}.tsv"
-    params:
-        rate_hz=config["embeddings"]["rate_hz"],
-        audio=section("embeddings", "audio"),
-        augmentation=section("augmentation"),
+# One job per training sample embeds all its augmented copies (one output each): the audio is read and PDEM
+# loaded once, and the DAG grows by a job per sample, not per copy.
+if config["augmentation"]["copies"]:
 
+    use rule audio_embeddings as audio_embeddings_augmented with:
+        output:
+            augmented_outputs("logmel"),
+        log:
+            "results/logs/audio_embeddings/logmel/augmented/{sample}.log",
+        benchmark:
+            "results/benchmarks/audio_embeddings/logmel/augmented/{sample}.tsv"
+        params:
+            rate_hz=config["embeddings"]["rate_hz"],
+            audio=section("embeddings", "audio"),
+            augmentation=section("augmentation"),
 
-use rule audio_embeddings_pdem as audio_embeddings_pdem_augmented with:
-    output:
-        "results/embeddings/audio/pdem/augmented/{copy_number}/{sample}.parquet",
-    log:
-        "results/logs/audio_embeddings/pdem/augmented/{copy_number}/{sample}.log",
-    benchmark:
-        "results/benchmarks/audio_embeddings/pdem/augmented/{copy_number}/{sample}.tsv"
-    params:
-        rate_hz=config["embeddings"]["rate_hz"],
-        audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
-        pdem={"batch_size": config["embeddings"]["pdem"]["batch_size"]},
-        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
-        accept_unpinned=config["resources"]["accept_unpinned"],
-        device=config["device"],
-        augmentation=section("augmentation"),
+    use rule audio_embeddings_pdem as audio_embeddings_pdem_augmented with:
+        output:
+            augmented_outputs("pdem"),
+        log:
+            "results/logs/audio_embeddings/pdem/augmented/{sample}.log",
+        benchmark:
+            "results/benchmarks/audio_embeddings/pdem/augmented/{sample}.tsv"
+        params:
+            rate_hz=config["embeddings"]["rate_hz"],
+            audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
+            pdem={"batch_size": config["embeddings"]["pdem"]["batch_size"]},
+            weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
+            accept_unpinned=config["resources"]["accept_unpinned"],
+            device=config["device"],
+            augmentation=section("augmentation"),

@@ -55,7 +55,6 @@ BROKEN = {  # corpus name -> what the probe must say about it
 PER_VIDEO_OUTPUTS = {  # rule -> output pattern, in workflow order
     "probe_video": "results/probe/{}.json",
     "extract_audio": "results/audio/raw/{}.wav",
-    "separate_vocals": "results/audio/vocals/{}.wav",
     "detect_faces": "results/faces/{}.parquet",
     "face_landmarks": "results/landmarks/{}.parquet",
     "voice_activity": "results/vad/{}.parquet",

@@ -3,7 +3,7 @@
 tests/slurm/start_slurm.sh brings SLURM up (root: it installs the Debian packages and starts munged, slurmctld
 and slurmd). To keep CI short the run uses two quick models, one per modality (KELM on face and on audio
 embeddings) and one fusion method; everything else is the default config. Every job goes through sbatch:
-the demo corpus, the eight per-video rules of all 14 videos (bundled by the profile's groups into
+the demo corpus, the seven per-video rules of all 14 videos (bundled by the profile's groups into
 ceil(14 / 5) SLURM jobs), training, prediction, window selection, smoothing, fusion and both submissions.
 """
 
@@ -33,8 +33,8 @@ NOT_ROOT = 2  # start_slurm.sh's exit status when SLURM is down and it may not s
 VIDEOS_PER_JOB = 5
 # Rules with `localrule: True` run on the submitting host: no SLURM job, no plugin log.
 LOCAL_RULES = {"sample_set"}
-PER_VIDEO_RULES = {"probe_video", "extract_audio", "separate_vocals", "detect_faces", "face_landmarks",
-                   "voice_activity", "face_embeddings", "audio_embeddings"}
+PER_VIDEO_RULES = {"probe_video", "extract_audio", "detect_faces", "face_landmarks", "voice_activity",
+                   "face_embeddings", "audio_embeddings"}
 MODELS = {
     "visual_kelm": {"family": "kelm", "modality": "face", "extractor": "landmarks", "windows_s": [2.0],
                     "normalization": "zscore", "loss": "mse", "smoothing": "hamming"},

@@ -9,6 +9,7 @@ the config seed, the copy number and the sample name, so reruns give the same co
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,3 +68,19 @@ def augmented_copy(samples: np.ndarray, section: dict, copy: int, sample: str) -
     """Copy number `copy` (from 1) of a sample's audio under the config's `augmentation` section."""
     return augment_waveform(samples, WaveformAugmentation.from_config(section),
                             copy_generator(section["seed"], copy, sample))
+
+
+def augmented_copy_numbers(section: dict) -> range:
+    return range(1, section["copies"] + 1)
+
+
+def waveforms_to_embed(samples: np.ndarray, section: dict | None, sample: str
+                       ) -> Iterator[tuple[int | None, np.ndarray]]:
+    """(copy number, waveform) for each output of an embedding job: the recording itself (copy None) without an
+    `augmentation` section, else each of its augmented copies, drawn one at a time so that one long recording's copies
+    are never all in memory together."""
+    if not section:
+        yield None, samples
+        return
+    for copy in augmented_copy_numbers(section):
+        yield copy, augmented_copy(samples, section, copy, sample)

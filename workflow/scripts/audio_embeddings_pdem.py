@@ -1,11 +1,12 @@
-"""PDEM embeddings at the label rate inside windows laid on the voiced segments."""
+"""PDEM embeddings at the label rate inside windows laid on the voiced segments: of the sample's audio, or
+(rule audio_embeddings_pdem_augmented) of each of its augmented copies, one output per copy."""
 
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from avaffect.augment import augmented_copy
+from avaffect.augment import waveforms_to_embed
 from avaffect.faces import resolve_device
 from avaffect.logs import job_logger
 from avaffect.media import read_wav
@@ -24,15 +25,15 @@ model, extractor = build_pdem(Path(snakemake.input.config).parent)
 load_pdem_weights(model, Path(snakemake.input.weights))
 probe = read_json(snakemake.input.probe)
 samples, rate = read_wav(Path(snakemake.input.audio))
-if augmentation := snakemake.params.get("augmentation"):
-    samples = augmented_copy(samples, augmentation, int(snakemake.wildcards.copy_number), snakemake.wildcards.sample)
-    log.info("augmented copy %s of %s", snakemake.wildcards.copy_number, snakemake.wildcards.sample)
 voiced = segments_seconds(read_parquet(snakemake.input.vad), probe["fps"])
 duration = min(len(samples) / rate, probe["n_frames"] / probe["fps"])
 windows, columns = audio_window_grid(voiced, duration, probe["n_frames"], probe["fps"], p.rate_hz,
                                      p.audio["window_s"], p.audio["step_s"])
 device = resolve_device(p.device)
-matrix = pdem_window_embeddings(model, extractor, samples, rate, windows, p.rate_hz, p.pdem["batch_size"],
-                                device)
-log.info("%d voiced segments, %d windows, %d steps (PDEM on %s)", len(voiced), len(windows), len(matrix), device)
-write_embeddings(columns, matrix, ~np.isnan(matrix).any(axis=1), Path(snakemake.output[0]))
+copies = waveforms_to_embed(samples, p.get("augmentation"), snakemake.wildcards.sample)
+for (copy, waveform), output in zip(copies, snakemake.output, strict=True):
+    matrix = pdem_window_embeddings(model, extractor, waveform, rate, windows, p.rate_hz, p.pdem["batch_size"],
+                                    device)
+    log.info("%s%d voiced segments, %d windows, %d steps (PDEM on %s)",
+             "" if copy is None else f"augmented copy {copy}: ", len(voiced), len(windows), len(matrix), device)
+    write_embeddings(columns, matrix, ~np.isnan(matrix).any(axis=1), Path(output))
