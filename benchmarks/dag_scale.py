@@ -1,11 +1,12 @@
 """Time snakemake's DAG build and no-op rerun for an Aff-Wild2-size corpus (dry-run only).
 
-    .venv/bin/python benchmarks/dag_scale.py [--profile PATH] [--repeats 3] [--keep DIR] [--out PATH]
+    .venv/bin/python benchmarks/dag_scale.py [--profile PATH] [--overlay YAML] [--repeats 3] [--keep DIR] [--out PATH]
 
 In a temporary copy of the workflow, the scale profile (594 samples from `../shared/data/
 affwild2_scale_profile.csv`) becomes a placeholder corpus (avaffect.scale: real layout and sample names,
-empty media), run with config/affwild2.yaml (the paper's window sweep and detectors) and an overlay that
-points corpus.root at it. Timed, each --repeats times (median and min reported):
+empty media), run with config/affwild2.yaml (the paper's window sweep and detectors), an overlay that
+points corpus.root at it, and --overlay if given (say, `separation: {method: spleeter}`, which adds a
+Spleeter job per video). Timed, each --repeats times (median and min reported):
 
 - `snakemake -n`: parse, config validation, corpus scan and the full DAG (every job to run);
 - `snakemake -n --profile profiles/slurm`: the same with the SLURM profile's per-video groups, and the
@@ -48,13 +49,13 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(workdir: Path, *args: str) -> tuple[tuple[float, float], str]:
+def run(workdir: Path, configs: list[str], *args: str) -> tuple[tuple[float, float], str]:
     """Wall and CPU seconds and stdout+stderr of one snakemake call; a failure is an error with its output.
 
     CPU time (user + system of snakemake and what it starts) is what a busy shared machine disturbs least.
     """
     start, cpu_start = time.perf_counter(), children_cpu_s()
-    result = subprocess.run([*SNAKEMAKE, "--configfile", *CONFIGS, *args], cwd=workdir, capture_output=True,
+    result = subprocess.run([*SNAKEMAKE, "--configfile", *configs, *args], cwd=workdir, capture_output=True,
                             text=True)
     seconds = (time.perf_counter() - start, children_cpu_s() - cpu_start)
     if result.returncode != 0:
@@ -77,8 +78,8 @@ def slurm_submissions(output: str, grouped_rules: set[str]) -> int:
     return groups + sum(n for rule, n in jobs.items() if rule not in grouped_rules and rule != "all")
 
 
-def timed(workdir: Path, repeats: int, *args: str) -> tuple[list[tuple[float, float]], str]:
-    runs = [run(workdir, *args) for _ in range(repeats)]
+def timed(workdir: Path, configs: list[str], repeats: int, *args: str) -> tuple[list[tuple[float, float]], str]:
+    runs = [run(workdir, configs, *args) for _ in range(repeats)]
     seconds = [s for s, _ in runs]
     print(f"snakemake {' '.join(args)}: " + ", ".join(f"{wall:.2f} s wall / {cpu:.2f} s CPU" for wall, cpu in seconds),
           file=sys.stderr)
@@ -123,6 +124,7 @@ def summary(seconds: list[tuple[float, float]]) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", type=Path, default=DEFAULT_PROFILE, help="the scale profile CSV")
+    parser.add_argument("--overlay", type=Path, help="a config file applied last")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build the workdir here and keep it (default: a temp folder)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
@@ -136,16 +138,21 @@ def main() -> None:
         videos = write_placeholder_corpus(rows, workdir / "corpus")
         overlay = {"corpus": {"root": "corpus", "demo": False, "demo_test_labels": "unused"}}
         (workdir / "scale.yaml").write_text(yaml.safe_dump(overlay))
+        configs = list(CONFIGS)
+        if args.overlay:
+            shutil.copyfile(args.overlay, workdir / "overlay.yaml")
+            configs.append("overlay.yaml")
 
-        dag_s, dag_out = timed(workdir, args.repeats, "-n")
-        grouped_s, grouped_out = timed(workdir, args.repeats, "-n", "--profile", "profiles/slurm")
+        dag_s, dag_out = timed(workdir, configs, args.repeats, "-n")
+        grouped_s, grouped_out = timed(workdir, configs, args.repeats, "-n", "--profile", "profiles/slurm")
         outputs = create_outputs(workdir, dag_out)
-        touch_s, _ = run(workdir, "--touch", "--cores", "2")
-        noop_s, noop_out = timed(workdir, args.repeats, "--cores", "2")
+        touch_s, _ = run(workdir, configs, "--touch", "--cores", "2")
+        noop_s, noop_out = timed(workdir, configs, args.repeats, "--cores", "2")
         if "Nothing to be done" not in noop_out:
             raise RuntimeError(f"the rerun after --touch was not a no-op:\n{noop_out[-3000:]}")
 
     results = {
+        "overlay": str(args.overlay) if args.overlay else None,
         "samples": len(rows), "videos": len(videos), "jobs": sum(job_counts(dag_out).values()),
         "slurm_jobs_with_groups": slurm_submissions(grouped_out, set(slurm_profile["groups"])),
         "dag_build": summary(dag_s), "dag_build_slurm_profile": summary(grouped_s),
