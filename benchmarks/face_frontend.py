@@ -1,7 +1,7 @@
 """Time the visual front-end (decode + detect + track + crop + embed) against a naive per-frame loop.
 
     .venv/bin/python benchmarks/face_frontend.py [--video PATH] [--backbone efficientnet_b1] [--rate 5]
-        [--batch-size 16] [--device cpu] [--weights PATH] [--out PATH]
+        [--batch-size 16] [--device cpu] [--engine auto] [--naive-engine torch] [--weights PATH] [--out PATH]
 
 Both variants see the same frames: the 5 fps label-rate samples of the video (avaffect.windows.sample_frames).
 
@@ -9,9 +9,14 @@ Both variants see the same frames: the 5 fps label-rate samples of the video (av
   sampled frame numbers), RetinaFace MobileNet-0.25 with MediaPipe fallback on `--batch-size` frames per call
   (avaffect.faces.detect_all), same-person tracking, 15 px crops, and the static backbone (random weights:
   ImageNet weights are not reachable here; the cost is the same) on `--batch-size` crops per call
-  (avaffect.backbones.embed_frames).
+  (avaffect.backbones.embed_frames), both networks run by `--engine` (config `engine`; auto: onnxruntime on
+  the CPU, avaffect.engines).
 - naive: for each sampled frame, seek to it and decode it (OpenCV), detect on that frame alone, take the
-  largest face, crop it, embed it alone.
+  largest face, crop it, embed it alone, the networks run by `--naive-engine` (eager torch, as a
+  straightforward PyTorch loop would).
+
+The timed part starts once the models are ready; getting them ready (loading, and for onnxruntime the export
+to ONNX, once per job in the workflow) is reported apart as `prepare_s`.
 
 Each variant runs in its own child process, so its peak resident memory (ru_maxrss) is its own; the
 default video is the longest of the shared clips. The defaults take a few minutes on 2 CPU cores.
@@ -31,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avaffect.backbones import Preprocessing, StaticConfig, StaticFER, embed_frames, face_crop
+from avaffect.backbones import Preprocessing, StaticConfig, StaticFER, crop_embedder, embed_frames, face_crop
+from avaffect.engines import ENGINES, resolve_engine
 from avaffect.faces import build_detector, detect_all, on_tracked_faces, starting_face, track_person
-from avaffect.media import iter_frames, probe_video
+from avaffect.media import iter_frames, probe_video, read_ahead
 from avaffect.resources import load_manifest, verify
 from avaffect.windows import sample_frames
 
@@ -52,34 +58,40 @@ def longest_shared_clip() -> Path:
     return max(clips, key=lambda clip: probe_video(clip).duration_s)
 
 
-def build(args) -> tuple:
+def build(args, engine: str) -> tuple:
     weights = verify(load_manifest(REPO / "resources" / "manifest.yaml")["retinaface_mobilenet025"],
                      Path(args.weights))
-    detector = build_detector("retinaface+mediapipe", CONFIG_DETECTOR, args.device, {"retinaface": weights})
+    detector = build_detector("retinaface+mediapipe", CONFIG_DETECTOR, args.device, {"retinaface": weights},
+                              engine=engine)
     torch.manual_seed(0)
     model = StaticFER(StaticConfig(args.backbone, "expr", EMBEDDING_DIM, DROPOUT)).to(args.device).eval()
-    return detector, model, Preprocessing.of(model)
+    prep = Preprocessing.of(model)
+    return detector, crop_embedder(model, prep, args.device, engine), prep
 
 
-def front_end(args, frames: np.ndarray, fps: float, width: int) -> int:
-    detector, model, prep = build(args)
+def front_end(args, frames: np.ndarray, fps: float, width: int) -> tuple[int, float, float]:
+    """(frames embedded, seconds, seconds to prepare the models) of the workflow's path."""
     start = time.perf_counter()
-    numbers, found = detect_all(iter_frames(Path(args.video), frames.tolist()), detector, args.batch_size)
+    detector, embed, prep = build(args, args.engine)
+    prepared, start = time.perf_counter() - start, time.perf_counter()
+    numbers, found = detect_all(read_ahead(iter_frames(Path(args.video), frames.tolist()), args.batch_size),
+                                detector, args.batch_size)
     sampled_fps = fps * len(frames) / max(frames[-1], 1)
     track = track_person(found, MIN_IOU, max(1, round(MAX_GAP_S * sampled_fps)), frame_width=width)
     boxes = {n: box for n, box in zip(numbers, track, strict=True) if box is not None}
     # The second pass decodes only the frames with a face; crops of a batch are embedded together.
-    crops = on_tracked_faces(iter_frames(Path(args.video), boxes), boxes,
+    crops = on_tracked_faces(read_ahead(iter_frames(Path(args.video), boxes), args.batch_size), boxes,
                              lambda image, box: face_crop(image, box, MARGIN_PX, prep.size))
-    embedded = embed_frames(model, crops, prep, args.batch_size, args.device)
-    return len(embedded), time.perf_counter() - start
+    embedded = embed_frames(embed, crops, args.batch_size)
+    return len(embedded), time.perf_counter() - start, prepared
 
 
-def naive(args, frames: np.ndarray, fps: float, width: int) -> int:
+def naive(args, frames: np.ndarray, fps: float, width: int) -> tuple[int, float, float]:
     import cv2
 
-    detector, model, prep = build(args)
     start = time.perf_counter()
+    detector, embed, prep = build(args, args.naive_engine)
+    prepared, start = time.perf_counter() - start, time.perf_counter()
     capture = cv2.VideoCapture(str(args.video))
     embedded = 0
     for number in frames:
@@ -91,10 +103,10 @@ def naive(args, frames: np.ndarray, fps: float, width: int) -> int:
         box = starting_face(detector.detect_batch([image])[0], None, width)
         if box is None:
             continue
-        list(embed_frames(model, [(int(number), face_crop(image, box, MARGIN_PX, prep.size))], prep, 1, args.device))
+        embed(face_crop(image, box, MARGIN_PX, prep.size)[None])
         embedded += 1
     capture.release()
-    return embedded, time.perf_counter() - start
+    return embedded, time.perf_counter() - start, prepared
 
 
 def child(args) -> None:
@@ -102,8 +114,10 @@ def child(args) -> None:
     info = probe_video(Path(args.video))
     frames = sample_frames(info.n_frames, info.fps, args.rate)
     run = front_end if args.mode == "front_end" else naive
-    embedded, seconds = run(args, frames, info.fps, info.width)
-    print(json.dumps({"mode": args.mode, "frames": len(frames), "embedded": embedded, "seconds": seconds,
+    embedded, seconds, prepared = run(args, frames, info.fps, info.width)
+    engine = resolve_engine(args.engine if args.mode == "front_end" else args.naive_engine, args.device)
+    print(json.dumps({"mode": args.mode, "engine": engine, "frames": len(frames), "embedded": embedded,
+                      "seconds": seconds, "prepare_s": prepared,
                       "frames_per_s": len(frames) / seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -115,6 +129,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="sampled frames per second")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engine", default="auto", choices=ENGINES, help="the front-end's (config engine)")
+    parser.add_argument("--naive-engine", default="torch", choices=ENGINES, help="the naive loop's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default=str(SHARED / "weights" / "retinaface" / "mobilenet0.25_Final.pth"))
     parser.add_argument("--out", default=None, help="write the JSON report here too")

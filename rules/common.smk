@@ -276,6 +276,9 @@ def static_init_weights(wildcards):
 
 if not config["separation"]["spleeter"]["overlap_s"] < config["separation"]["spleeter"]["chunk_s"]:
     raise WorkflowError("config separation.spleeter: overlap_s must be shorter than chunk_s")
+if config["engine"] == "onnxruntime" and config["device"].startswith("cuda"):
+    raise WorkflowError(f"config engine onnxruntime runs on the CPU only, but device is {config['device']}: "
+                        "use engine torch or auto")
 VENV_ENVS = ["spleeter", "retinaface"]
 """envs/<name>.yaml files whose pins rule build_venv can install into .snakemake/venvs/<name>."""
 

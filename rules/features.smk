@@ -59,6 +59,7 @@ rule face_embeddings_static:
         crop_margin_px=config["faces"]["crop_margin_px"],
         batch_size=config["static"]["batch_size"],
         device=config["device"],
+        engine=config["engine"],
     threads: 2
     resources:
         mem_mb=4000,

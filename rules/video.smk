@@ -37,6 +37,7 @@ rule detect_faces:
         batch_size=config["faces"]["batch_size"],
         tracking=section("faces", "tracking"),
         device=config["device"],
+        engine=config["engine"],
     threads: 1
     resources:
         mem_mb=2000,

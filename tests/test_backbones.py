@@ -20,6 +20,7 @@ from avaffect.backbones import (
     StaticConfig,
     StaticFER,
     StaticTrainSettings,
+    crop_embedder,
     embed_frames,
     embedding_rows,
     face_crop,
@@ -124,7 +125,8 @@ def test_fine_tune_checkpoint_round_trip_and_embedding_table(tmp_path, task):
     n_frames, fps, rate = 12, 10.0, 5.0
     sampled = sample_frames(n_frames, fps, rate)
     numbered = ((n, face_crop(image, boxes[n], 15, prep.size)) for n, image in frames if n in boxes and n in sampled)
-    found = embed_frames(loaded, numbered, prep, batch_size=2, device="cpu")
+    embed = crop_embedder(loaded, prep, "cpu", "auto")  # the workflow's default: onnxruntime on the CPU
+    found = embed_frames(embed, numbered, batch_size=2)
     names = HEAD_OUTPUTS[task]
     matrix, outputs, present = embedding_rows(sampled, found, EMBEDDING_DIM, len(names))
     assert present.tolist() == [n != 5 for n in sampled]
@@ -144,5 +146,5 @@ def test_fine_tune_checkpoint_round_trip_and_embedding_table(tmp_path, task):
     embeddings = table.column("embedding").to_pylist()
     assert [e is not None for e in embeddings] == present.tolist()
     # The same crops give the same embedding in a batch of 2 and alone (eval mode, batch norm frozen).
-    alone = embed_frames(loaded, [(1, face_crop(frames[0][1], boxes[1], 15, prep.size))], prep, 1, "cpu")
+    alone = embed_frames(embed, [(1, face_crop(frames[0][1], boxes[1], 15, prep.size))], 1)
     assert np.allclose(alone[1][0], found[1][0], atol=1e-4)

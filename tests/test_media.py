@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from avaffect import demo
-from avaffect.media import extract_audio, iter_frames, probe_video, read_wav, write_wav
+from avaffect.media import extract_audio, iter_frames, probe_video, read_ahead, read_wav, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,42 @@ def test_iter_frames_selects_one_based_numbers(ntsc_video):
     frames = dict(iter_frames(path, [1, 45, 90]))
     assert sorted(frames) == [1, 45, 90]
     assert frames[1].shape == (192, 192, 3) and frames[1].dtype == np.uint8
+
+
+@pytest.mark.parametrize("depth", [0, 1, 4])
+def test_read_ahead_yields_the_frames_in_order(ntsc_video, depth):
+    path, _ = ntsc_video
+    expected = list(iter_frames(path, range(1, 91, 7)))
+    found = list(read_ahead(iter_frames(path, range(1, 91, 7)), depth))
+    assert [n for n, _ in found] == [n for n, _ in expected] == list(range(1, 91, 7))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(found, expected, strict=True))
+
+
+def test_read_ahead_raises_the_producers_error_after_what_it_produced():
+    def failing():
+        yield from (1, 2)
+        raise ValueError("corrupt frame 3")
+
+    got = []
+    with pytest.raises(ValueError, match="corrupt frame 3"):
+        for item in read_ahead(failing(), 4):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_stopping_early_closes_the_source():
+    closed = []
+
+    def source():
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+
+    ahead = read_ahead(source(), 2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed == [True]
 
 
 def test_extract_audio_resamples_to_mono(ntsc_video, tmp_path):

@@ -3,7 +3,7 @@ crops for them, fine-tuning on labelled frames, and per-frame embeddings from a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from avaffect.checkpoints import state_copy
 from avaffect.corpus import EXPR_CLASSES, VA_DIMENSIONS
+from avaffect.engines import forward_on
 from avaffect.faces import FaceBox, crop_box, numbered_batches, on_tracked_faces
 from avaffect.metrics import expr_scores, va_scores
 from avaffect.models import output_activation
@@ -90,12 +91,35 @@ def face_crop(image: np.ndarray, box: FaceBox, margin_px: float, size: int) -> n
     return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
 
 
+class OnCrops(nn.Module):
+    """A static model on face crops as they are cut, (N, size, size, 3) uint8 RGB: the backbone's normalisation
+    is part of the model, so that onnxruntime does it in one pass with the first layer."""
+
+    def __init__(self, model: StaticFER, prep: Preprocessing):
+        super().__init__()
+        self.model = model
+        device = next(model.parameters()).device
+        mean, std = channel_stats(prep)
+        self.register_buffer("mean", mean.to(device))
+        self.register_buffer("std", std.to(device))
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(normalised(crops, self.mean, self.std))
+
+
+def channel_stats(prep: Preprocessing) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's per-channel mean and std, shaped (1, 3, 1, 1)."""
+    return torch.tensor(prep.mean).view(1, 3, 1, 1), torch.tensor(prep.std).view(1, 3, 1, 1)
+
+
+def normalised(crops: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(N, 3, size, size) float32 from (N, size, size, 3) uint8 crops, standardised per channel on [0, 1]."""
+    return (crops.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+
+
 def to_tensor(crops: np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """(N, 3, size, size) float32 normalised batch from (N, size, size, 3) uint8 crops."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
-    std = torch.tensor(prep.std).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalised(torch.from_numpy(np.ascontiguousarray(crops)), *channel_stats(prep))
 
 
 @dataclass(frozen=True)
@@ -121,35 +145,40 @@ def static_scores(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[st
 SELECTION = {"va": "p_va", "expr": "macro_f1"}
 
 
-def embed_batches(model: StaticFER, batches: Iterable[np.ndarray], prep: Preprocessing, device: str
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(embeddings (B, embedding_dim), head outputs (B, n_outputs)) of each batch of crops, in eval mode."""
-    model.eval()
-    with torch.inference_mode():
-        for crops in batches:
-            embedding, raw = model(to_tensor(crops, prep).to(device))
-            yield embedding.cpu().numpy(), output_activation(model.config.task, raw).cpu().numpy()
+def crop_embedder(model: StaticFER, prep: Preprocessing, device: str, engine: str = "torch"
+                  ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(embeddings (B, embedding_dim), head outputs (B, n_outputs)) of a batch of crops, in eval mode, the
+    forward passes run by `engine` (avaffect.engines; torch while training, where the weights change)."""
+    forward = forward_on(OnCrops(model, prep), torch.zeros(1, prep.size, prep.size, 3, dtype=torch.uint8), engine,
+                         device)
+
+    def embed(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embedding, raw = forward(torch.from_numpy(np.ascontiguousarray(crops)))
+        return embedding.cpu().numpy(), output_activation(model.config.task, raw).cpu().numpy()
+
+    return embed
 
 
 def evaluate(model: StaticFER, crops: np.ndarray, prep: Preprocessing, batch_size: int, device: str
              ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings (N, embedding_dim), head outputs (N, n_outputs)) of an array of crops."""
-    batches = (crops[index.numpy()] for index in _batches(len(crops), batch_size))
-    found = list(embed_batches(model, batches, prep, device))
+    embed = crop_embedder(model, prep, device)
+    found = [embed(crops[index.numpy()]) for index in _batches(len(crops), batch_size)]
     n_out = len(HEAD_OUTPUTS[model.config.task])
     if not found:
         return np.zeros((0, model.config.embedding_dim), np.float32), np.zeros((0, n_out), np.float32)
     return np.concatenate([e for e, _ in found]), np.concatenate([o for _, o in found])
 
 
-def embed_frames(model: StaticFER, numbered_crops: Iterable[tuple[int, np.ndarray]], prep: Preprocessing,
-                 batch_size: int, device: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """(embedding, head outputs) by frame number, embedding `batch_size` crops at a time as they arrive, so
-    a long video never holds more than one batch of crops."""
+def embed_frames(embed: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 numbered_crops: Iterable[tuple[int, np.ndarray]], batch_size: int
+                 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(embedding, head outputs) by frame number, `embed` (crop_embedder) given `batch_size` crops at a time as
+    they arrive, so a long video never holds more than one batch of crops."""
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for numbers, crops in numbered_batches(numbered_crops, batch_size):
-        for embedding, outputs in embed_batches(model, [np.stack(crops)], prep, device):
-            out.update(zip(numbers, zip(embedding, outputs, strict=True), strict=True))
+        embedding, outputs = embed(np.stack(crops))
+        out.update(zip(numbers, zip(embedding, outputs, strict=True), strict=True))
     return out
 
 

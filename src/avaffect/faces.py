@@ -365,10 +365,10 @@ DETECTOR_ENVS = {"retinaface_resnet50": "retinaface"}
 
 
 def build_detector(spec: str, settings: dict[str, dict], device: str, weights: dict[str, Path] | None = None,
-                   pythons: dict[str, Path] | None = None) -> FaceDetector:
+                   pythons: dict[str, Path] | None = None, engine: str = "auto") -> FaceDetector:
     """A detector from its config name, each part's settings, the model file of each part that needs one and
     the Python of each part that runs in its own environment (DETECTOR_ENVS); `a+b` asks b only for frames in
-    which a found nothing."""
+    which a found nothing. `engine` runs RetinaFace MobileNet-0.25 (avaffect.engines)."""
     weights, pythons = weights or {}, pythons or {}
     for name in spec.split("+"):
         if name in DETECTOR_RESOURCES and name not in weights:
@@ -389,7 +389,8 @@ def build_detector(spec: str, settings: dict[str, dict], device: str, weights: d
 
             retinaface = settings[name]
             detectors.append(RetinaFaceDetector(Path(weights[name]), resolve_device(device),
-                                                retinaface["score_threshold"], retinaface["nms_threshold"]))
+                                                retinaface["score_threshold"], retinaface["nms_threshold"],
+                                                engine=engine))
         elif name == "retinaface_resnet50":
             resnet50 = settings[name]
             detectors.append(RetinaFaceResNet50Detector(Path(weights[name]), Path(pythons[name]),

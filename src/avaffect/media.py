@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
 
 PCM16_SCALE = 32768.0
+Item = TypeVar("Item")
+
 VARIABLE_RATE_SPREAD = 0.5
 """Frame durations that differ by more than this fraction of the average one make a variable frame rate
 (timestamp rounding in a constant-rate file differs by a tick, far less)."""
@@ -111,6 +116,53 @@ def iter_frames(path: Path, frames: Iterable[int] | None = None) -> Iterator[tup
                 yield number, frame.to_ndarray(format="rgb24")
             if last is not None and number >= last:
                 return
+
+
+def read_ahead(items: Iterable[Item], depth: int) -> Iterator[Item]:
+    """`items` in order, produced by a background thread up to `depth` ahead of the consumer, so that decoding
+    the next frames overlaps the network's work on the current ones (the decoder and onnxruntime or CUDA all
+    release the GIL). An exception in the producer is raised here; stopping early closes `items`."""
+    if depth <= 0:
+        yield from items
+        return
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                if not put((None, item)):
+                    return
+            put((None, end))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((err, None))
+        finally:
+            getattr(source, "close", lambda: None)()
+
+    producer = threading.Thread(target=produce, name="read_ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            err, item = buffer.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def extract_audio(video: Path, sample_rate: int) -> np.ndarray | None:

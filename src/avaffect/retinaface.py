@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avaffect.checkpoints import read_torch_file
+from avaffect.engines import forward_on
 from avaffect.faces import FaceBox, resolve_device
 
 
@@ -44,6 +45,7 @@ class RetinaFaceConfig:
 
 
 CFG_MNET = RetinaFaceConfig()
+EXPORT_SIZE = (320, 320)  # the frame size traced for ONNX; height and width stay free in the graph
 
 
 # --- network -------------------------------------------------------------------------------------------
@@ -280,6 +282,22 @@ def nms(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:
 # --- detector -------------------------------------------------------------------------------------------
 
 
+class OnRGBFrames(nn.Module):
+    """RetinaFace on decoded frames, (N, H, W, 3) uint8 RGB. The network was trained on BGR input with the
+    channel means removed and no rescaling; inside the model, onnxruntime does that in one pass with the first
+    layer instead of three passes over every frame in torch."""
+
+    def __init__(self, model: RetinaFace, cfg: RetinaFaceConfig):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean_bgr", torch.tensor(cfg.mean_bgr, dtype=torch.float32).view(1, 3, 1, 1).to(
+            next(model.parameters()).device))
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        bgr = frames.permute(0, 3, 1, 2)[:, [2, 1, 0]].float()
+        return self.model(bgr - self.mean_bgr)
+
+
 class RetinaFaceDetector:
     """RetinaFace MobileNet-0.25 behind the FaceDetector protocol of avaffect.faces.
 
@@ -291,7 +309,7 @@ class RetinaFaceDetector:
 
     def __init__(self, weights_path: Path, device: str = "cpu", score_threshold: float = 0.8,
                  nms_threshold: float = 0.4, top_k: int = 750, pre_nms_top_k: int = 5000,
-                 cfg: RetinaFaceConfig = CFG_MNET):
+                 cfg: RetinaFaceConfig = CFG_MNET, engine: str = "auto"):
         self.device = torch.device(resolve_device(device))
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -299,7 +317,9 @@ class RetinaFaceDetector:
         self.pre_nms_top_k = pre_nms_top_k
         self.cfg = cfg
         self.model = load_retinaface(Path(weights_path), self.device, cfg)
-        self._mean_bgr = torch.tensor(cfg.mean_bgr, dtype=torch.float32, device=self.device)
+        # Any frame size: the network is fully convolutional and the anchors follow the size.
+        self._forward = forward_on(OnRGBFrames(self.model, cfg), torch.zeros(1, *EXPORT_SIZE, 3, dtype=torch.uint8),
+                                   engine, str(self.device), size_axes=(1, 2))
         self._priors: dict[tuple[int, int], Tensor] = {}
 
     def _priors_for(self, height: int, width: int) -> Tensor:
@@ -324,10 +344,7 @@ class RetinaFaceDetector:
     @torch.inference_mode()
     def _detect_same_size(self, images_rgb: Sequence[np.ndarray]) -> list[list[FaceBox]]:
         height, width = images_rgb[0].shape[:2]
-        batch = torch.from_numpy(np.stack(images_rgb)).to(self.device)
-        # The network was trained on BGR input with the channel means removed and no rescaling.
-        batch = batch.flip(-1).float() - self._mean_bgr
-        loc, conf, landms = self.model(batch.permute(0, 3, 1, 2).contiguous())
+        loc, conf, landms = self._forward(torch.from_numpy(np.stack(images_rgb)))
         priors = self._priors_for(height, width)
         scale = torch.tensor([width, height], dtype=torch.float32, device=self.device)
         return [self._postprocess(loc[i], conf[i, :, 1], landms[i], priors, scale, height, width)

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import torch
 
-from avaffect.backbones import HEAD_OUTPUTS, embed_frames, embedding_rows, face_crop, load_static
+from avaffect.backbones import HEAD_OUTPUTS, crop_embedder, embed_frames, embedding_rows, face_crop, load_static
 from avaffect.checkpoints import read_checkpoint
+from avaffect.engines import resolve_engine
 from avaffect.faces import boxes_from_table, on_tracked_faces, resolve_device
 from avaffect.logs import job_logger
-from avaffect.media import iter_frames
+from avaffect.media import iter_frames, read_ahead
 from avaffect.tables import read_json, read_parquet, write_embeddings
 from avaffect.windows import sample_frames
 
@@ -20,13 +21,13 @@ model, prep = load_static(read_checkpoint(Path(snakemake.input.checkpoint)), dev
 probe = read_json(snakemake.input.probe)
 frames = sample_frames(probe["n_frames"], probe["fps"], p.rate_hz)
 boxes = {f: box for f, box in boxes_from_table(read_parquet(snakemake.input.faces)).items() if f in set(frames)}
-crops = on_tracked_faces(iter_frames(Path(snakemake.input.video), boxes), boxes,
+crops = on_tracked_faces(read_ahead(iter_frames(Path(snakemake.input.video), boxes), p.batch_size), boxes,
                          lambda image, box: face_crop(image, box, p.crop_margin_px, prep.size))
-found = embed_frames(model, crops, prep, p.batch_size, device)
+found = embed_frames(crop_embedder(model, prep, device, p.engine), crops, p.batch_size)
 names = HEAD_OUTPUTS[model.config.task]
 matrix, outputs, present = embedding_rows(frames, found, model.config.embedding_dim, len(names))
-log.info("%d sampled frames, %d with a face (%s %s on %s)", len(frames), int(present.sum()), model.config.backbone,
-         model.config.task, device)
+log.info("%d sampled frames, %d with a face (%s %s on %s, %s)", len(frames), int(present.sum()),
+         model.config.backbone, model.config.task, device, resolve_engine(p.engine, device))
 columns = {"frame": frames, "time_s": (frames - 1) / probe["fps"]}
 columns |= {f"head_{name}": outputs[:, i] for i, name in enumerate(names)}
 write_embeddings(columns, matrix, present, Path(snakemake.output[0]))
