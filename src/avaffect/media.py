@@ -14,8 +14,6 @@ import av
 import numpy as np
 
 PCM16_SCALE = 32768.0
-Item = TypeVar("Item")
-
 VARIABLE_RATE_SPREAD = 0.5
 """Frame durations that differ by more than this fraction of the average one make a variable frame rate
 (timestamp rounding in a constant-rate file differs by a tick, far less)."""
@@ -118,6 +116,9 @@ def iter_frames(path: Path, frames: Iterable[int] | None = None) -> Iterator[tup
                 return
 
 
+Item = TypeVar("Item")
+
+
 def read_ahead(items: Iterable[Item], depth: int) -> Iterator[Item]:
     """`items` in order, produced by a background thread up to `depth` ahead of the consumer, so that decoding
     the next frames overlaps the network's work on the current ones (the decoder and onnxruntime or CUDA all
@@ -145,7 +146,7 @@ def read_ahead(items: Iterable[Item], depth: int) -> Iterator[Item]:
                 if not put((None, item)):
                     return
             put((None, end))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
+        except BaseException as err:  # the consumer raises it, in its own thread
             put((err, None))
         finally:
             getattr(source, "close", lambda: None)()
