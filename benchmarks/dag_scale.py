@@ -9,6 +9,8 @@ points corpus.root at it, and --overlay if given (say, `separation: {method: spl
 Spleeter job per video). Timed, each --repeats times (median and min reported):
 
 - `snakemake -n`: parse, config validation, corpus scan and the full DAG (every job to run);
+- `snakemake -n` of one video's probe: the same start-up with a one-job DAG, to tell the machine's speed of the
+  moment (on a shared virtual machine it drifts by a quarter over hours) from the cost of the full DAG;
 - `snakemake -n --profile profiles/slurm`: the same with the SLURM profile's per-video groups, and the
   number of SLURM jobs it would submit;
 - the no-op rerun: every output the dry run lists is created empty and `snakemake --touch` dates them in
@@ -144,6 +146,7 @@ def main() -> None:
             configs.append("overlay.yaml")
 
         dag_s, dag_out = timed(workdir, configs, args.repeats, "-n")
+        one_job_s, _ = timed(workdir, configs, args.repeats, "-n", f"results/probe/{videos[0]}.json")
         grouped_s, grouped_out = timed(workdir, configs, args.repeats, "-n", "--profile", "profiles/slurm")
         outputs = create_outputs(workdir, dag_out)
         touch_s, _ = run(workdir, configs, "--touch", "--cores", "2")
@@ -155,7 +158,8 @@ def main() -> None:
         "overlay": str(args.overlay) if args.overlay else None,
         "samples": len(rows), "videos": len(videos), "jobs": sum(job_counts(dag_out).values()),
         "slurm_jobs_with_groups": slurm_submissions(grouped_out, set(slurm_profile["groups"])),
-        "dag_build": summary(dag_s), "dag_build_slurm_profile": summary(grouped_s),
+        "dag_build": summary(dag_s), "one_job_dry_run": summary(one_job_s),
+        "dag_build_slurm_profile": summary(grouped_s),
         "outputs": outputs, "touch_all": summary([touch_s]), "noop_rerun": summary(noop_s),
         "target_dag_s": TARGET_DAG_S,
         "dag_within_target": statistics.median(wall for wall, _ in dag_s) < TARGET_DAG_S,

@@ -1,24 +1,3 @@
-rule extract_audio:
-    input:
-        video=video_file,
-        probe="results/probe/{video}.json",
-    output:
-        "results/audio/raw/{video}.wav",
-    log:
-        "results/logs/extract_audio/{video}.log",
-    benchmark:
-        "results/benchmarks/extract_audio/{video}.tsv"
-    params:
-        sample_rate=config["audio"]["sample_rate"],
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
-    script:
-        "../workflow/scripts/extract_audio.py"
-
-
 if config["separation"]["method"] == "spleeter":
 
     rule separate_vocals:

@@ -120,8 +120,15 @@ def sample_video(wildcards):
     return corpus_video(video_of(wildcards.sample))
 
 
+def probe_of(video):
+    """A video's probe as an input. Ancient: the probe is a function of the video alone, and every stage that
+    reads it also reads the video or a file made from it, so a rerun of ingest_video for its audio (a new
+    audio.sample_rate) rewrites the same probe without rerunning the face stages."""
+    return ancient(f"results/probe/{video}.json")
+
+
 def sample_probe(wildcards):
-    return f"results/probe/{video_of(wildcards.sample)}.json"
+    return probe_of(video_of(wildcards.sample))
 
 
 def sample_audio(wildcards):
@@ -170,7 +177,7 @@ def augmented_outputs(extractor):
 def probes(task, splits):
     """The probe of every video the samples of these splits read, each once."""
     videos = {video_of(s) for split in splits for s in split_samples(task, split)}
-    return [f"results/probe/{v}.json" for v in sorted(videos)]
+    return [probe_of(v) for v in sorted(videos)]
 
 
 def annotations(task, split):

@@ -55,7 +55,7 @@ rule train_static:
         unpack(static_init_weights),
         videos=lambda w: [str(MANIFEST.videos[video_of(s)]) for s in static_samples()],
         faces=lambda w: [f"results/faces/{s}.parquet" for s in static_samples()],
-        probes=lambda w: [f"results/probe/{video_of(s)}.json" for s in static_samples()],
+        probes=lambda w: [probe_of(video_of(s)) for s in static_samples()],
         annotations=lambda w: [a for split in STATIC_SPLITS for a in annotations(STATIC_TASK, split)],
     output:
         checkpoint="results/static/checkpoint.pt",

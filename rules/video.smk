@@ -1,19 +1,23 @@
-rule probe_video:
+# One job per video writes both: at Aff-Wild2 scale every per-video job adds to each DAG build (README, Scale).
+rule ingest_video:
     input:
         video=video_file,
     output:
-        "results/probe/{video}.json",
+        probe="results/probe/{video}.json",
+        audio="results/audio/raw/{video}.wav",
     log:
-        "results/logs/probe_video/{video}.log",
+        "results/logs/ingest_video/{video}.log",
     benchmark:
-        "results/benchmarks/probe_video/{video}.tsv"
+        "results/benchmarks/ingest_video/{video}.tsv"
+    params:
+        sample_rate=config["audio"]["sample_rate"],
     threads: 1
     resources:
         mem_mb=1000,
     conda:
         "../envs/main.yaml"
     script:
-        "../workflow/scripts/probe_video.py"
+        "../workflow/scripts/ingest_video.py"
 
 
 rule detect_faces:

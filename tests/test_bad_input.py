@@ -52,14 +52,13 @@ BROKEN = {  # corpus name -> what the probe must say about it
     "truncated": "truncated.mp4",
     "audio_only": "has no video stream",
 }
-PER_VIDEO_OUTPUTS = {  # rule -> output pattern, in workflow order
-    "probe_video": "results/probe/{}.json",
-    "extract_audio": "results/audio/raw/{}.wav",
-    "detect_faces": "results/faces/{}.parquet",
-    "face_landmarks": "results/landmarks/{}.parquet",
-    "voice_activity": "results/vad/{}.parquet",
-    "face_embeddings": "results/embeddings/face/landmarks/{}.parquet",
-    "audio_embeddings": "results/embeddings/audio/logmel/{}.parquet",
+PER_VIDEO_OUTPUTS = {  # rule -> its output patterns (the first is the one `output` gives), in workflow order
+    "ingest_video": ("results/probe/{}.json", "results/audio/raw/{}.wav"),
+    "detect_faces": ("results/faces/{}.parquet",),
+    "face_landmarks": ("results/landmarks/{}.parquet",),
+    "voice_activity": ("results/vad/{}.parquet",),
+    "face_embeddings": ("results/embeddings/face/landmarks/{}.parquet",),
+    "audio_embeddings": ("results/embeddings/audio/logmel/{}.parquet",),
 }
 TARGETS = ("face_embeddings", "audio_embeddings")
 
@@ -107,19 +106,33 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
+def outputs(workdir: Path, rule: str, video: str) -> list[Path]:
+    return [workdir / pattern.format(video) for pattern in PER_VIDEO_OUTPUTS[rule]]
+
+
 def output(workdir: Path, rule: str, video: str) -> Path:
-    return workdir / PER_VIDEO_OUTPUTS[rule].format(video)
+    return outputs(workdir, rule, video)[0]
 
 
-def missing_outputs(workdir: Path) -> dict[str, int]:
-    """Per-video rule -> how many videos of the corpus lack its output."""
-    counts = {rule: sum(not output(workdir, rule, v).exists() for v in [*GOOD, *BROKEN]) for rule in PER_VIDEO_OUTPUTS}
-    return {rule: n for rule, n in counts.items() if n}
+def unfinished_jobs(workdir: Path) -> dict[str, set[str]]:
+    """Per-video rule -> the videos of the corpus that lack one of its outputs."""
+    jobs = {rule: {v for v in [*GOOD, *BROKEN] if not all(path.exists() for path in outputs(workdir, rule, v))}
+            for rule in PER_VIDEO_OUTPUTS}
+    return {rule: videos for rule, videos in jobs.items() if videos}
 
 
 def existing_outputs(workdir: Path) -> list[Path]:
-    paths = [output(workdir, rule, v) for rule in PER_VIDEO_OUTPUTS for v in [*GOOD, *BROKEN]]
+    paths = [path for rule in PER_VIDEO_OUTPUTS for v in [*GOOD, *BROKEN] for path in outputs(workdir, rule, v)]
     return [path for path in paths if path.exists()]
+
+
+def job_of(path: str) -> tuple[str, str]:
+    """The per-video rule and the video whose job writes this output path."""
+    for rule, patterns in PER_VIDEO_OUTPUTS.items():
+        for prefix, suffix in (pattern.split("{}") for pattern in patterns):
+            if path.startswith(prefix) and path.endswith(suffix):
+                return rule, path[len(prefix):-len(suffix)]
+    raise ValueError(f"{path}: not a per-video output")
 
 
 def readable(path: Path) -> bool:
@@ -138,7 +151,7 @@ def front_end(corpus) -> dict:
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     config["corpus"] = {"root": str(corpus), "demo": False, "demo_test_labels": "unused"}
     (workdir / "user.yaml").write_text(yaml.safe_dump(config))
-    targets = [PER_VIDEO_OUTPUTS[rule].format(v) for rule in TARGETS for v in [*GOOD, *BROKEN]]
+    targets = [PER_VIDEO_OUTPUTS[rule][0].format(v) for rule in TARGETS for v in [*GOOD, *BROKEN]]
     workflow = [*SNAKEMAKE, *targets, "--configfile", "user.yaml"]  # --configfile takes every name after it
     command = [*workflow, "--cores", "2", "--keep-going"]
     with (workdir / "killed_run.log").open("w") as log:
@@ -157,7 +170,7 @@ def front_end(corpus) -> dict:
     interrupted = [v for v in running if not output(workdir, "detect_faces", v).exists()]
     assert interrupted, f"no moment with one detect_faces job running after another had finished:\n" \
                         f"{(workdir / 'killed_run.log').read_text()[-3000:]}"
-    missing = missing_outputs(workdir)
+    missing = unfinished_jobs(workdir)
     unreadable = [path for path in existing_outputs(workdir) if not readable(path)]
     done = {v for v in GOOD if output(workdir, "detect_faces", v).exists()}
     mtimes = {v: output(workdir, "detect_faces", v).stat().st_mtime_ns for v in done}
@@ -190,20 +203,19 @@ def test_sigkill_mid_stage_then_rerun_incomplete_recomputes_only_the_interrupted
     assert (front_end["unflagged"].returncode != 0) == bool(incomplete)
     assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
     # exactly what was not known to be finished: the interrupted detections, what never started, what follows
-    expected = dict(front_end["missing"])
-    for path in incomplete:
-        rule = next(r for r, pattern in PER_VIDEO_OUTPUTS.items() if path.startswith(pattern.split("{")[0]))
-        expected[rule] = expected.get(rule, 0) + 1
-    assert planned_jobs(plan.stdout) == expected
+    expected = {rule: set(videos) for rule, videos in front_end["missing"].items()}
+    for rule, video in map(job_of, incomplete):
+        expected.setdefault(rule, set()).add(video)
+    assert planned_jobs(plan.stdout) == {rule: len(videos) for rule, videos in expected.items()}
     for video in front_end["interrupted"]:
-        assert PER_VIDEO_OUTPUTS["detect_faces"].format(video) in plan.stdout
+        assert PER_VIDEO_OUTPUTS["detect_faces"][0].format(video) in plan.stdout
     for video in front_end["done"]:  # recorded as finished before the kill: kept, not recomputed
-        if PER_VIDEO_OUTPUTS["detect_faces"].format(video) not in incomplete:
+        if PER_VIDEO_OUTPUTS["detect_faces"][0].format(video) not in incomplete:
             assert output(workdir, "detect_faces", video).stat().st_mtime_ns == front_end["mtimes"][video]
     assert not list(workdir.glob("results/**/.*.tmp")), "a killed writer's temporary file survived the rerun"
     for video in GOOD:
         for rule in PER_VIDEO_OUTPUTS:
-            assert output(workdir, rule, video).is_file(), (rule, video)
+            assert all(path.is_file() for path in outputs(workdir, rule, video)), (rule, video)
 
 
 @pytest.mark.workflow
@@ -211,11 +223,11 @@ def test_sigkill_mid_stage_then_rerun_incomplete_recomputes_only_the_interrupted
 def test_a_broken_video_is_named_with_what_is_wrong_and_stops_only_itself(front_end, corpus, video):
     workdir, resumed = front_end["workdir"], front_end["resumed"]
     assert resumed.returncode != 0
-    log = (workdir / "results" / "logs" / "probe_video" / f"{video}.log").read_text()
+    log = (workdir / "results" / "logs" / "ingest_video" / f"{video}.log").read_text()
     assert f"{corpus / 'videos' / video}.mp4" in log and BROKEN[video] in log
     assert f"{video}.mp4" in resumed.stdout + resumed.stderr
-    assert not any(output(workdir, rule, video).exists() for rule in PER_VIDEO_OUTPUTS)
-    assert all(output(workdir, rule, v).is_file() for rule in PER_VIDEO_OUTPUTS for v in GOOD)
+    assert not any(path.exists() for rule in PER_VIDEO_OUTPUTS for path in outputs(workdir, rule, video))
+    assert all(path.is_file() for rule in PER_VIDEO_OUTPUTS for v in GOOD for path in outputs(workdir, rule, v))
 
 
 def face_rows(workdir: Path, video: str) -> pd.DataFrame:
@@ -226,9 +238,10 @@ def face_rows(workdir: Path, video: str) -> pd.DataFrame:
 @pytest.mark.workflow
 def test_no_audio_stream_gives_empty_audio_and_no_audio_windows(front_end):
     workdir = front_end["workdir"]
-    probe = read_json(output(workdir, "probe_video", "no_audio"))
+    probe = read_json(output(workdir, "ingest_video", "no_audio"))
     assert not probe["has_audio"]
-    assert "no audio stream" in (workdir / "results/logs/extract_audio/no_audio.log").read_text()
+    assert read_wav(outputs(workdir, "ingest_video", "no_audio")[1])[0].size == 0
+    assert "no audio stream" in (workdir / "results/logs/ingest_video/no_audio.log").read_text()
     assert len(pd.read_parquet(output(workdir, "audio_embeddings", "no_audio"))) == 0
     assert face_rows(workdir, "no_audio")["present"].all()
 
@@ -258,11 +271,11 @@ def test_face_in_some_frames_only_is_absent_exactly_there(front_end):
 ], ids=["6-fps", "29.97-fps", "variable-frame-rate", "spaces-and-non-ascii-name"])
 def test_frame_rates_and_names_give_one_row_per_decoded_frame_at_the_label_rate(front_end, video, fps, n_frames):
     workdir = front_end["workdir"]
-    probe = read_json(output(workdir, "probe_video", video))
+    probe = read_json(output(workdir, "ingest_video", video))
     assert probe["n_frames"] == n_frames
     assert probe["variable_frame_rate"] == (video == "vfr")
     if video == "vfr":
-        assert "variable frame rate" in (workdir / "results/logs/probe_video/vfr.log").read_text()
+        assert "variable frame rate" in (workdir / "results/logs/ingest_video/vfr.log").read_text()
     if fps is not None:
         assert probe["fps"] == pytest.approx(fps)
     rows = face_rows(workdir, video)

@@ -94,10 +94,10 @@ def test_runtime_table_sums_the_jobs_of_each_rule_longest_first(tmp_path):
     root = tmp_path / "benchmarks"
     paths = [write_benchmark(root / "fuse" / "va" / "swf.tsv", [3.0], [100.0]),
              write_benchmark(root / "fuse" / "expr" / "rf.tsv", [5.0], [250.0]),
-             write_benchmark(root / "probe_video" / "demo01.tsv", [0.5], ["-"]),
+             write_benchmark(root / "ingest_video" / "demo01.tsv", [0.5], ["-"]),
              write_benchmark(root / "metrics_table.tsv", [1.0, 2.0], [40.0, 60.0])]
     table = runtime_table({p: read_benchmark(p) for p in paths}, root)
-    assert table["rule"].tolist() == ["fuse", "metrics_table", "probe_video"]
+    assert table["rule"].tolist() == ["fuse", "metrics_table", "ingest_video"]
     fuse = table.iloc[0]
     assert (fuse["jobs"], fuse["total_s"], fuse["max_s"], fuse["mean_s"], fuse["max_rss_mb"]) == (2, 8.0, 5.0, 4.0, 250)
     assert table.iloc[1]["jobs"] == 2 and table.iloc[1]["max_s"] == 2.0

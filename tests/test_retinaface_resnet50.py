@@ -205,7 +205,7 @@ def test_a_resnet50_chain_plans_its_venv_and_weights(tmp_path):
     workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "-n", "-p", "results/faces/demo01.parquet", "--config",
                        "faces={'detector': 'retinaface_resnet50+mediapipe'}")
-    assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "probe_video": 1, "fetch_resource": 1,
+    assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "ingest_video": 1, "fetch_resource": 1,
                                            "build_venv": 1, "detect_faces": 1}
     assert "resources/retinaface/retinaface.h5" in result.stdout and ".snakemake/venvs/retinaface" in result.stdout
 

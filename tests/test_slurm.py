@@ -33,7 +33,7 @@ NOT_ROOT = 2  # start_slurm.sh's exit status when SLURM is down and it may not s
 VIDEOS_PER_JOB = 5
 # Rules with `localrule: True` run on the submitting host: no SLURM job, no plugin log.
 LOCAL_RULES = {"sample_set"}
-PER_VIDEO_RULES = {"probe_video", "extract_audio", "detect_faces", "face_landmarks", "voice_activity",
+PER_VIDEO_RULES = {"ingest_video", "detect_faces", "face_landmarks", "voice_activity",
                    "face_embeddings", "audio_embeddings"}
 MODELS = {
     "visual_kelm": {"family": "kelm", "modality": "face", "extractor": "landmarks", "windows_s": [2.0],

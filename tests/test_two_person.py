@@ -69,7 +69,7 @@ def two_person_run(shared, tmp_path_factory) -> Path:
 
 def test_the_video_is_probed_once_and_each_side_has_its_own_chain(two_person_run):
     jobs = json.loads((two_person_run / "planned.json").read_text())
-    assert jobs["probe_video"] == 1
+    assert jobs["ingest_video"] == 1
     assert jobs["detect_faces"] == jobs["face_landmarks"] == jobs["face_embeddings"] == 2
 
 

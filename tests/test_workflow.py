@@ -104,7 +104,7 @@ def test_report_shows_every_validation_video_the_metrics_and_the_runtimes(demo_r
     for result in ("results/metrics/validation.csv", "results/report/runtimes.csv", "results/report/runtimes.png"):
         assert result in html
     runtimes = pd.read_csv(demo_run / "results" / "report" / "runtimes.csv")
-    assert {"probe_video", "train", "fuse", "submission", "validation_figures"} <= set(runtimes["rule"])
+    assert {"ingest_video", "train", "fuse", "submission", "validation_figures"} <= set(runtimes["rule"])
 
 
 def test_window_sweep_keeps_the_best_validation_window(demo_run):
@@ -139,6 +139,20 @@ def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
     assert jobs["smooth_predictions"] == 16
 
 
+def test_a_new_audio_rate_reruns_the_audio_stages_and_not_the_face_stages(demo_run):
+    config = yaml.safe_load((demo_run / "config" / "config.yaml").read_text())
+    config["audio"]["sample_rate"] = 8000
+    (demo_run / "audio_rate.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", "audio_rate.yaml").stdout)
+    everything = planned_jobs(snakemake(demo_run, "-n", "--forceall").stdout)
+    # ingest_video writes the probe again with the audio; the face stages read it as ancient
+    assert jobs["ingest_video"] == everything["ingest_video"]
+    assert jobs["audio_embeddings"] == everything["audio_embeddings"]
+    assert not {"detect_faces", "face_landmarks", "face_embeddings"} & set(jobs)
+    audio_windows = sum(len(spec["windows_s"]) for spec in config["models"].values() if spec["modality"] == "audio")
+    assert jobs["train"] == audio_windows * len(config["tasks"])
+
+
 def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
     workdir = make_workdir(tmp_path)
     corpus = tmp_path / "corpus"
@@ -151,7 +165,7 @@ def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
     result = snakemake(workdir, "--configfile", "user.yaml", "--keep-going", check=False)
     assert result.returncode != 0
     assert "demo05.mp4" in result.stdout + result.stderr
-    log = (workdir / "results" / "logs" / "probe_video" / "demo05.log").read_text()
+    log = (workdir / "results" / "logs" / "ingest_video" / "demo05.log").read_text()
     assert "demo05.mp4" in log
     for video in [f"demo{i:02d}" for i in range(1, 15) if i != 5]:
         for stage in ("embeddings/face/landmarks", "embeddings/audio/logmel", "vad"):
@@ -163,7 +177,7 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "-n", "-p", "results/audio/vocals/demo01.wav", "--config",
                        "separation={'method': 'spleeter'}")
-    assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "probe_video": 1, "extract_audio": 1,
+    assert planned_jobs(result.stdout) == {"build_demo_corpus": 1, "ingest_video": 1,
                                            "fetch_resource": 1, "unpack_spleeter_model": 1, "build_venv": 1,
                                            "separate_vocals": 1}
     assert ".snakemake/venvs/spleeter/bin/python" in result.stdout
@@ -213,7 +227,7 @@ def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frame
     snakemake(demo_run, "results/submission_va.txt")
 
 
-PER_VIDEO_RULES = {"probe_video", "extract_audio", "detect_faces", "face_landmarks", "voice_activity",
+PER_VIDEO_RULES = {"ingest_video", "detect_faces", "face_landmarks", "voice_activity",
                    "face_embeddings", "audio_embeddings"}
 
 
@@ -240,7 +254,7 @@ def test_adding_a_video_runs_only_its_front_end_and_the_models_after_it(demo_run
     # a new training video changes every model, and so everything after training
     assert {rule: n for rule, n in jobs.items() if rule not in {*PER_VIDEO_RULES, "sample_set"}} == \
         {rule: n for rule, n in everything.items() if rule not in {*PER_VIDEO_RULES, "sample_set"}}
-    assert everything["train"] > 1 and everything["probe_video"] == len(demo.DEMO_VIDEOS)
+    assert everything["train"] > 1 and everything["ingest_video"] == len(demo.DEMO_VIDEOS)
 
 
 
