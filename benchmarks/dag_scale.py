@@ -10,7 +10,7 @@ Spleeter job per video). Timed, each --repeats times (median and min reported):
 
 - `snakemake -n`: parse, config validation, corpus scan and the full DAG (every job to run);
 - `snakemake -n` of one video's probe: the same start-up with a one-job DAG, to tell the machine's speed of the
-  moment (on a shared virtual machine it drifts by a quarter over hours) from the cost of the full DAG;
+  moment (on a shared virtual machine it drifts by up to a factor of two over hours) from the cost of the full DAG;
 - `snakemake -n --profile profiles/slurm`: the same with the SLURM profile's per-video groups, and the
   number of SLURM jobs it would submit;
 - the no-op rerun: every output the dry run lists is created empty and `snakemake --touch` dates them in
