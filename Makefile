@@ -1,5 +1,6 @@
-# Two commands for a new user (README): `make demo` installs everything and runs the workflow on the
-# default config; `make test` runs the tests. Both use the virtual environment in .venv.
+# Three commands for a new user (README): `make demo` installs everything and runs the workflow on the
+# default config; `make test` runs the tests; `make lint` checks the code. All use the virtual environment in .venv.
+# A copy of the workflow can reuse an existing venv as it is: `make -o install demo VENV=/abs/path/.venv`.
 PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= 2
@@ -15,8 +16,16 @@ $(BIN)/snakemake: pyproject.toml
 
 install: $(BIN)/snakemake
 
+# The default target (rule all): both submissions, the metrics table, the report's figures and runtimes.
 demo: install
-	$(BIN)/snakemake --cores $(CORES) results/submission_va.txt results/submission_expr.txt
+	$(BIN)/snakemake --cores $(CORES)
+	@echo
+	@echo "The demo is done:"
+	@echo "  submissions:    results/submission_va.txt results/submission_expr.txt"
+	@echo "  metrics table:  results/metrics/validation.csv"
+	@echo "  report figures: results/report/"
+	@echo "  report:         results/report.html, which this command writes:"
+	@echo "    $(BIN)/snakemake --report results/report.html"
 
 test: install
 	$(BIN)/python -m pytest -q -rs
@@ -24,3 +33,4 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/snakefmt --check Snakefile rules/

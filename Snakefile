@@ -26,9 +26,9 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/submission_{task}.txt", task=TASKS),
         "results/metrics/validation.csv",
         expand("results/report/validation/{task}", task=TASKS),
         rules.runtimes.output,
-    default_target: True

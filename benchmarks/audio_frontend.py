@@ -27,12 +27,16 @@ import pandas as pd
 import torch
 import yaml
 
-from avaffect.faces import MediaPipeDetector, detect_all, on_tracked_faces, resolve_device, track_person
-from avaffect.landmarks import FaceMesh, landmarks_table
-from avaffect.media import extract_audio, iter_frames, probe_video
-from avaffect.pdem import build_pdem, pdem_window_embeddings
-from avaffect.vad import VoiceActivity, mouth_vad
-from avaffect.windows import voiced_windows
+from avaffect.audio.pdem import build_pdem, pdem_window_embeddings
+from avaffect.audio.vad import VoiceActivity, mouth_vad
+from avaffect.core.devices import resolve_device
+from avaffect.face.boxes import on_tracked_faces
+from avaffect.face.detectors import MediaPipeDetector, detect_all
+from avaffect.face.landmarks import FaceMesh, landmarks_table
+from avaffect.face.tracking import track_person
+from avaffect.media.timeline import voiced_windows
+from avaffect.media.video import iter_frames, probe_video
+from avaffect.media.wav import extract_audio
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

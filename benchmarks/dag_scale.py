@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/dag_scale.py [--profile PATH] [--overlay YAML] [--repeats 3] [--keep DIR] [--out PATH]
 
 In a temporary copy of the workflow, the scale profile (594 samples from `../shared/data/
-affwild2_scale_profile.csv`) becomes a placeholder corpus (avaffect.scale: real layout and sample names,
+affwild2_scale_profile.csv`) becomes a placeholder corpus (avaffect.corpus.scale: real layout and sample names,
 empty media), run with config/affwild2.yaml (the paper's window sweep and detectors), an overlay that
 points corpus.root at it, and --overlay if given (say, `separation: {method: spleeter}`, which adds a
 Spleeter job per video). Timed, each --repeats times (median and min reported):
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import yaml
 
-from avaffect.scale import read_scale_profile, write_placeholder_corpus
-from avaffect.workdir import copy_workflow, planned_jobs
+from avaffect.corpus.scale import read_scale_profile, write_placeholder_corpus
+from avaffect.tools.workdir import copy_workflow, planned_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO.parent / "shared" / "data" / "affwild2_scale_profile.csv"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avaffect.workdir import copy_workflow
+from avaffect.tools.workdir import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 

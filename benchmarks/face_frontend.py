@@ -3,14 +3,14 @@
     .venv/bin/python benchmarks/face_frontend.py [--video PATH] [--backbone efficientnet_b1] [--rate 5]
         [--batch-size 16] [--device cpu] [--engine auto] [--naive-engine torch] [--weights PATH] [--out PATH]
 
-Both variants see the same frames: the 5 fps label-rate samples of the video (avaffect.windows.sample_frames).
+Both variants see the same frames: the 5 fps label-rate samples of the video (avaffect.media.timeline.sample_frames).
 
-- front-end: the workflow's path: one decoding pass over the video (avaffect.media.iter_frames with the
+- front-end: the workflow's path: one decoding pass over the video (avaffect.media.video.iter_frames with the
   sampled frame numbers), RetinaFace MobileNet-0.25 with MediaPipe fallback on `--batch-size` frames per call
-  (avaffect.faces.detect_all), same-person tracking, 15 px crops, and the static backbone (random weights:
+  (avaffect.face.detectors.detect_all), same-person tracking, 15 px crops, and the static backbone (random weights:
   ImageNet weights are not reachable here; the cost is the same) on `--batch-size` crops per call
-  (avaffect.backbones.embed_frames), both networks run by `--engine` (config `engine`; auto: onnxruntime on
-  the CPU, avaffect.engines).
+  (avaffect.face.backbones.embed_frames), both networks run by `--engine` (config `engine`; auto: onnxruntime on
+  the CPU, avaffect.face.engines).
 - naive: for each sampled frame, seek to it and decode it (OpenCV), detect on that frame alone, take the
   largest face, crop it, embed it alone, the networks run by `--naive-engine` (eager torch, as a
   straightforward PyTorch loop would).
@@ -36,12 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avaffect.backbones import Preprocessing, StaticConfig, StaticFER, crop_embedder, embed_frames, face_crop
-from avaffect.engines import ENGINES, resolve_engine
-from avaffect.faces import build_detector, detect_all, on_tracked_faces, starting_face, track_person
-from avaffect.media import iter_frames, probe_video, read_ahead
-from avaffect.resources import load_manifest, verify
-from avaffect.windows import sample_frames
+from avaffect.core.resources import load_manifest, verify
+from avaffect.face.backbones import Preprocessing, StaticConfig, StaticFER, crop_embedder, embed_frames, face_crop
+from avaffect.face.boxes import on_tracked_faces
+from avaffect.face.detectors import build_detector, detect_all
+from avaffect.face.engines import ENGINES, resolve_engine
+from avaffect.face.tracking import starting_face, track_person
+from avaffect.media.timeline import sample_frames
+from avaffect.media.video import iter_frames, probe_video, read_ahead
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AVAFFECT_SHARED", REPO.parent / "shared"))

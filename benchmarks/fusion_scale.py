@@ -9,9 +9,9 @@ sticky Markov chain of classes), and three models predict it with their own nois
 are the hidden signal at frame times, with some stretches unannotated. Everything is seeded.
 
 Timed stages: interpolation of every model's label-rate predictions to every frame of every video plus
-Hamming smoothing (avaffect.postprocess); DWF (n_draws Dirichlet draws) and RF stacking, each chosen by
-grouped 5-fold over the validation videos and refit on all of them (avaffect.fusion.fit_fusion); both
-applied to the test videos; the VA and EXPR submission files written (avaffect.submission) from the fusion
+Hamming smoothing (avaffect.fusion.postprocess); DWF (n_draws Dirichlet draws) and RF stacking, each chosen by
+grouped 5-fold over the validation videos and refit on all of them (avaffect.fusion.selection.fit_fusion); both
+applied to the test videos; the VA and EXPR submission files written (avaffect.fusion.submission) from the fusion
 with the better out-of-fold score. Simulation time is reported apart and is not in the total.
 
 Settings not given on the command line are the workflow's own defaults, read from config/config.yaml
@@ -20,7 +20,7 @@ searched on search_max_rows validation frames and each forest is fit on rf_max_r
 each tree drawing rf_max_samples of them; every out-of-fold score covers all validation frames, as in the
 workflow (a forest's in-sample score covers the frames it was fit on). Each stage's CPU time (all threads) is
 reported beside its wall time: on a machine shared with others it says more. RF stacking grows up to 400 trees
-(RF_TREE_GRID; the grid stops at an OOB plateau, see fusion._fit_forest) for each fold and the final fit,
+(RF_TREE_GRID; the grid stops at an OOB plateau, see fusion.forest.fit_forest) for each fold and the final fit,
 --jobs forests at a time on --jobs threads each; interpolation and smoothing do --jobs videos at a time.
 """
 
@@ -41,10 +41,11 @@ import pandas as pd
 import yaml
 from scipy.signal import lfilter
 
-from avaffect.corpus import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS
-from avaffect.fusion import best_fusion, filled_table, fit_fusion, label_prior
-from avaffect.postprocess import frame_times, hamming_smooth, hamming_window_frames, interpolate_to_frames
-from avaffect.submission import expected_rows, submission_table, write_submission
+from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS
+from avaffect.fusion.postprocess import hamming_smooth, hamming_window_frames, interpolate_to_frames
+from avaffect.fusion.selection import best_fusion, filled_table, fit_fusion, label_prior
+from avaffect.fusion.submission import expected_rows, submission_table, write_submission
+from avaffect.media.timeline import frame_times
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO.parent / "shared" / "data" / "affwild2_scale_profile.csv"

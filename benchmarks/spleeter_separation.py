@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.media import extract_audio, write_wav
+from avaffect.media.wav import extract_audio, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AVAFFECT_SHARED", REPO.parent / "shared"))

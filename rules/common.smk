@@ -12,13 +12,14 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
-from avaffect.augment import augmented_copy_numbers  # noqa: E402
-from avaffect.corpus import LABELLED_SPLITS, SPLITS, annotation_path, scan_corpus, video_of  # noqa: E402
-from avaffect.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
-from avaffect.faces import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E402
-from avaffect.resources import load_manifest  # noqa: E402
-from avaffect.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
-from avaffect.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
+from avaffect.audio.augment import augmented_copy_numbers  # noqa: E402
+from avaffect.corpus.tasks import LABELLED_SPLITS, SPLITS  # noqa: E402
+from avaffect.corpus.layout import annotation_path, scan_corpus, video_of  # noqa: E402
+from avaffect.corpus.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
+from avaffect.face.detectors import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E402
+from avaffect.core.resources import load_manifest  # noqa: E402
+from avaffect.audio.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
+from avaffect.core.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
 
 TASKS = config["tasks"]
 MODELS = config["models"]
@@ -147,22 +148,27 @@ def split_samples(task, split):
 
 
 def sample_set_file(model, task, split):
-    """The file listing what the model jobs of this split read (avaffect.corpus.SampleSet)."""
+    """The file listing what the model jobs of this split read (avaffect.corpus.sample_sets.SampleSet)."""
     spec = MODELS[model]
     return f"results/sets/{spec['modality']}/{spec['extractor']}/{task}/{split}.json"
 
 
 def set_embeddings(wildcards):
-    return [f"results/embeddings/{wildcards.modality}/{wildcards.extractor}/{s}.parquet"
-            for s in split_samples(wildcards.task, wildcards.split)]
+    return [
+        f"results/embeddings/{wildcards.modality}/{wildcards.extractor}/{s}.parquet"
+        for s in split_samples(wildcards.task, wildcards.split)
+    ]
 
 
 def set_augmented(wildcards):
     """The augmented copies of the training samples' audio embeddings: they only ever join the training split."""
     if wildcards.modality != "audio" or wildcards.split != "train":
         return []
-    return [augmented_file(wildcards.extractor, copy, s)
-            for copy in augmented_copy_numbers(config["augmentation"]) for s in split_samples(wildcards.task, "train")]
+    return [
+        augmented_file(wildcards.extractor, copy, s)
+        for copy in augmented_copy_numbers(config["augmentation"])
+        for s in split_samples(wildcards.task, "train")
+    ]
 
 
 def augmented_file(extractor, copy, sample):
@@ -284,8 +290,9 @@ def static_init_weights(wildcards):
 if not config["separation"]["spleeter"]["overlap_s"] < config["separation"]["spleeter"]["chunk_s"]:
     raise WorkflowError("config separation.spleeter: overlap_s must be shorter than chunk_s")
 if config["engine"] == "onnxruntime" and config["device"].startswith("cuda"):
-    raise WorkflowError(f"config engine onnxruntime runs on the CPU only, but device is {config['device']}: "
-                        "use engine torch or auto")
+    raise WorkflowError(
+        f"config engine onnxruntime runs on the CPU only, but device is {config['device']}: use engine torch or auto"
+    )
 VENV_ENVS = ["spleeter", "retinaface"]
 """envs/<name>.yaml files whose pins rule build_venv can install into .snakemake/venvs/<name>."""
 

@@ -9,10 +9,10 @@ if config["corpus"]["demo"]:
             "results/logs/build_demo_corpus.log",
         benchmark:
             "results/benchmarks/build_demo_corpus.tsv"
+        conda:
+            "../envs/main.yaml"
         params:
             root=lambda w, output: str(Path(output.readme).parent),
             test_labels=lambda w, output: str(Path(output.test_labels_readme).parent),
-        conda:
-            "../envs/main.yaml"
         script:
             "../workflow/scripts/build_demo_corpus.py"

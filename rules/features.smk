@@ -8,13 +8,13 @@ rule face_embeddings:
         "results/logs/face_embeddings/landmarks/{sample}.log",
     benchmark:
         "results/benchmarks/face_embeddings/landmarks/{sample}.tsv"
-    params:
-        rate_hz=config["embeddings"]["rate_hz"],
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=500,
-    conda:
-        "../envs/main.yaml"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
     script:
         "../workflow/scripts/face_embeddings.py"
 
@@ -30,14 +30,14 @@ rule audio_embeddings:
         "results/logs/audio_embeddings/logmel/{sample}.log",
     benchmark:
         "results/benchmarks/audio_embeddings/logmel/{sample}.tsv"
-    params:
-        rate_hz=config["embeddings"]["rate_hz"],
-        audio=section("embeddings", "audio"),
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio=section("embeddings", "audio"),
     script:
         "../workflow/scripts/audio_embeddings.py"
 
@@ -54,17 +54,17 @@ rule face_embeddings_static:
         "results/logs/face_embeddings/static/{sample}.log",
     benchmark:
         "results/benchmarks/face_embeddings/static/{sample}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         crop_margin_px=config["faces"]["crop_margin_px"],
         batch_size=config["static"]["batch_size"],
         device=config["device"],
         engine=config["engine"],
-    threads: 2
-    resources:
-        mem_mb=4000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/face_embeddings_static.py"
 
@@ -81,15 +81,15 @@ rule face_embeddings_blendshapes:
         "results/logs/face_embeddings/blendshapes/{sample}.log",
     benchmark:
         "results/benchmarks/face_embeddings/blendshapes/{sample}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         blendshapes=section("blendshapes"),
         resource=RESOURCES["mediapipe_face_landmarker"].to_dict(),
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/face_embeddings_blendshapes.py"
 
@@ -106,6 +106,11 @@ rule audio_embeddings_pdem:
         "results/logs/audio_embeddings/pdem/{sample}.log",
     benchmark:
         "results/benchmarks/audio_embeddings/pdem/{sample}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
@@ -113,11 +118,6 @@ rule audio_embeddings_pdem:
         weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
         accept_unpinned=config["resources"]["accept_unpinned"],
         device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=6000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/audio_embeddings_pdem.py"
 

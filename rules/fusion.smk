@@ -13,14 +13,14 @@ rule fuse:
         "results/logs/fuse/{task}/{method}.log",
     benchmark:
         "results/benchmarks/fuse/{task}/{method}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
     params:
         models=FUSED_MODELS,
         corpus=str(CORPUS),
         fusion=lambda w: fusion_settings(w.method),
-    threads: 2
-    resources:
-        mem_mb=4000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/fuse.py"

@@ -8,21 +8,23 @@ rule predict:
         "results/logs/predict/{model}/{task}/w{window}/{split}.log",
     benchmark:
         "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
-    params:
-        modality=lambda w: MODELS[w.model]["modality"],
-        device=config["device"],
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        modality=lambda w: MODELS[w.model]["modality"],
+        device=config["device"],
     script:
         "../workflow/scripts/predict.py"
 
 
 rule select_window:
     input:
-        metrics=lambda w: expand("results/models/{{model}}/{{task}}/w{window}/metrics.json", window=window_tags(w.model)),
+        metrics=lambda w: expand(
+            "results/models/{{model}}/{{task}}/w{window}/metrics.json", window=window_tags(w.model)
+        ),
         validation=lambda w: expand(
             "results/predictions/raw/{{model}}/{{task}}/w{window}/validation.parquet", window=window_tags(w.model)
         ),
@@ -37,13 +39,13 @@ rule select_window:
         "results/logs/select_window/{model}/{task}.log",
     benchmark:
         "results/benchmarks/select_window/{model}/{task}.tsv"
-    params:
-        windows=lambda w: window_tags(w.model),
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        windows=lambda w: window_tags(w.model),
     script:
         "../workflow/scripts/select_window.py"
 
@@ -58,13 +60,13 @@ rule smooth_predictions:
         "results/logs/smooth_predictions/{model}/{task}/{split}.log",
     benchmark:
         "results/benchmarks/smooth_predictions/{model}/{task}/{split}.tsv"
-    params:
-        samples=lambda w: split_samples(w.task, w.split),
-        smoothing=lambda w: smoothing_settings(w.model),
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        samples=lambda w: split_samples(w.task, w.split),
+        smoothing=lambda w: smoothing_settings(w.model),
     script:
         "../workflow/scripts/smooth_predictions.py"

@@ -10,14 +10,14 @@ rule submission:
         "results/logs/submission/{task}.log",
     benchmark:
         "results/benchmarks/submission/{task}.tsv"
-    params:
-        samples=lambda w: MANIFEST.samples[w.task]["test"],
-        methods=SUBMITTED,
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        samples=lambda w: MANIFEST.samples[w.task]["test"],
+        methods=SUBMITTED,
     script:
         "../workflow/scripts/submission.py"
 
@@ -36,11 +36,11 @@ rule metrics_table:
         "results/logs/metrics_table.log",
     benchmark:
         "results/benchmarks/metrics_table.tsv"
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=500,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/metrics_table.py"
 
@@ -64,15 +64,15 @@ rule validation_figures:
         "results/logs/validation_figures/{task}.log",
     benchmark:
         "results/benchmarks/validation_figures/{task}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         samples=lambda w: split_samples(w.task, "validation"),
         methods=SUBMITTED,
         corpus=str(CORPUS),
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/validation_figures.py"
 
@@ -98,13 +98,13 @@ rule runtimes:
         ),
     log:
         "results/logs/runtimes.log",
-    # No benchmark: the table would show this rule's own previous run.
-    params:
-        benchmarks="results/benchmarks",
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    # No benchmark: the table would show this rule's own previous run.
+    params:
+        benchmarks="results/benchmarks",
     script:
         "../workflow/scripts/runtimes.py"

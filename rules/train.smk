@@ -10,14 +10,14 @@ rule sample_set:
         "results/logs/sample_set/{modality}/{extractor}/{task}/{split}.log",
     benchmark:
         "results/benchmarks/sample_set/{modality}/{extractor}/{task}/{split}.tsv"
-    params:
-        samples=lambda w: split_samples(w.task, w.split),
     localrule: True
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=500,
-    conda:
-        "../envs/main.yaml"
+    params:
+        samples=lambda w: split_samples(w.task, w.split),
     script:
         "../workflow/scripts/sample_set.py"
 
@@ -34,6 +34,11 @@ rule train:
         "results/logs/train/{model}/{task}/w{window}.log",
     benchmark:
         "results/benchmarks/train/{model}/{task}/w{window}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
     params:
         corpus=str(CORPUS),
         model=lambda w: model_settings(w.model),
@@ -41,11 +46,6 @@ rule train:
         rate_hz=config["embeddings"]["rate_hz"],
         expr_label_s=config["training"]["expr_label_s"],
         device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=4000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/train.py"
 
@@ -65,6 +65,11 @@ rule train_static:
         "results/logs/train_static.log",
     benchmark:
         "results/benchmarks/train_static.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
     params:
         static_samples=static_samples(),
         samples=samples_by_split(STATIC_TASK, STATIC_SPLITS),
@@ -74,11 +79,6 @@ rule train_static:
         accept_unpinned=config["resources"]["accept_unpinned"],
         crop_margin_px=config["faces"]["crop_margin_px"],
         device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=8000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/train_static.py"
 
@@ -100,6 +100,11 @@ rule finetune_pdem:
         "results/logs/finetune_pdem.log",
     benchmark:
         "results/benchmarks/finetune_pdem.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
     params:
         samples=lambda w: samples_by_split(PDEM_FINETUNE_TASK, PDEM_FINETUNE_SPLITS),
         corpus=str(CORPUS),
@@ -112,10 +117,5 @@ rule finetune_pdem:
         weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
         accept_unpinned=config["resources"]["accept_unpinned"],
         device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=16000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/finetune_pdem.py"

@@ -1,4 +1,4 @@
-# One job per video writes both: at Aff-Wild2 scale every per-video job adds to each DAG build (README, Scale).
+# One job per video writes both: at Aff-Wild2 scale every per-video job adds to each DAG build (docs/benchmarks.md).
 rule ingest_video:
     input:
         video=video_file,
@@ -9,13 +9,13 @@ rule ingest_video:
         "results/logs/ingest_video/{video}.log",
     benchmark:
         "results/benchmarks/ingest_video/{video}.tsv"
-    params:
-        sample_rate=config["audio"]["sample_rate"],
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        sample_rate=config["audio"]["sample_rate"],
     script:
         "../workflow/scripts/ingest_video.py"
 
@@ -32,6 +32,11 @@ rule detect_faces:
         "results/logs/detect_faces/{sample}.log",
     benchmark:
         "results/benchmarks/detect_faces/{sample}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         detector=config["faces"]["detector"],
         settings={name: section("faces", name) for name in config["faces"]["detector"].split("+")},
@@ -42,11 +47,6 @@ rule detect_faces:
         tracking=section("faces", "tracking"),
         device=config["device"],
         engine=config["engine"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/main.yaml"
     script:
         "../workflow/scripts/detect_faces.py"
 
@@ -62,13 +62,13 @@ rule face_landmarks:
         "results/logs/face_landmarks/{sample}.log",
     benchmark:
         "results/benchmarks/face_landmarks/{sample}.tsv"
-    params:
-        crop_margin=config["landmarks"]["crop_margin"],
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        crop_margin=config["landmarks"]["crop_margin"],
     script:
         "../workflow/scripts/face_landmarks.py"
 
@@ -83,12 +83,12 @@ rule voice_activity:
         "results/logs/voice_activity/{sample}.log",
     benchmark:
         "results/benchmarks/voice_activity/{sample}.tsv"
-    params:
-        vad=section("vad"),
+    conda:
+        "../envs/main.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/main.yaml"
+    params:
+        vad=section("vad"),
     script:
         "../workflow/scripts/voice_activity.py"

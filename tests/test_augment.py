@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from avaffect.augment import (
+from avaffect.audio.augment import (
     WaveformAugmentation,
     add_white_noise,
     augment_waveform,

@@ -12,28 +12,25 @@ import torch
 from conftest import REPO
 from torch import nn
 
-from avaffect.backbones import (
+from avaffect.core.resources import load_manifest
+from avaffect.core.tables import write_embeddings
+from avaffect.corpus.tasks import EXPR_CLASSES
+from avaffect.face.backbones import (
     BACKBONES,
     HEAD_OUTPUTS,
     IMAGENET_RESOURCES,
     Preprocessing,
     StaticConfig,
     StaticFER,
-    StaticTrainSettings,
     crop_embedder,
     embed_frames,
     embedding_rows,
     face_crop,
-    fine_tune,
-    labelled_crops,
-    labelled_frames,
     load_static,
 )
-from avaffect.corpus import EXPR_CLASSES
-from avaffect.faces import FaceBox
-from avaffect.resources import load_manifest
-from avaffect.tables import write_embeddings
-from avaffect.windows import sample_frames
+from avaffect.face.boxes import FaceBox
+from avaffect.media.timeline import sample_frames
+from avaffect.models.static_training import StaticTrainSettings, fine_tune, labelled_crops, labelled_frames
 
 EMBEDDING_DIM = 256
 NO_POINTS = np.full((5, 2), np.nan, np.float32)

@@ -2,7 +2,7 @@
 never costs another video its outputs. Also: a workflow killed outright mid-stage resumes where it stopped.
 
 The per-video cases run through the workflow's front end once (every per-video rule, `--keep-going`) on a
-corpus of small rendered videos (labels made by `avaffect.demo`, as its README states); that same run is
+corpus of small rendered videos (labels made by `avaffect.corpus.demo`, as its README states); that same run is
 first killed with SIGKILL while faces are being detected, and resumed with `--rerun-incomplete`.
 """
 
@@ -22,14 +22,17 @@ import torch
 import yaml
 from conftest import REPO
 
-from avaffect import demo
-from avaffect.checkpoints import CheckpointError, read_checkpoint, write_checkpoint
-from avaffect.corpus import HEADERS, TASKS, annotation_path, read_annotation
-from avaffect.media import MediaError, extract_audio, probe_video, read_wav
-from avaffect.tables import read_json, write_embeddings, write_parquet
-from avaffect.training import labelled_sequences, require_labelled_steps
-from avaffect.windows import sample_frames
-from avaffect.workdir import copy_workflow, planned_jobs
+from avaffect.core.checkpoints import CheckpointError, read_checkpoint, write_checkpoint
+from avaffect.core.tables import read_json, write_embeddings, write_parquet
+from avaffect.corpus import demo
+from avaffect.corpus.annotations import HEADERS, read_annotation
+from avaffect.corpus.layout import annotation_path
+from avaffect.corpus.tasks import TASKS
+from avaffect.media.timeline import sample_frames
+from avaffect.media.video import MediaError, probe_video
+from avaffect.media.wav import extract_audio, read_wav
+from avaffect.models.sequences import labelled_sequences, require_labelled_steps
+from avaffect.tools.workdir import copy_workflow, planned_jobs
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DURATION_S = 2.0
@@ -419,7 +422,7 @@ SUBMISSION_UNDER_ASCII_LOCALE = """
 import sys
 from pathlib import Path
 import pandas as pd
-from avaffect.submission import expected_rows, format_va, read_submission, write_submission
+from avaffect.fusion.submission import expected_rows, format_va, read_submission, write_submission
 path, name = Path(sys.argv[1]), "clip \\u00fc 1"
 predictions = pd.DataFrame({"video": [name] * 2, "frame": [1, 2], "valence": [0.1, 0.2], "arousal": [0.0, 0.1]})
 write_submission(path, format_va(predictions), "va", expected_rows({name: 2}))

@@ -3,21 +3,17 @@ import json
 import numpy as np
 import pytest
 
-from avaffect.corpus import (
-    AnnotationError,
+from avaffect.corpus.annotations import AnnotationError, align_to_frames, read_annotation
+from avaffect.corpus.layout import (
     CorpusError,
-    SampleSetError,
-    align_to_frames,
     annotation_path,
     challenge_test_list,
     probes_by_sample,
-    read_annotation,
-    read_sample_set,
-    sample_set,
     scan_corpus,
     side_of,
     video_of,
 )
+from avaffect.corpus.sample_sets import SampleSetError, read_sample_set, sample_set
 
 
 def write(path, text):

@@ -7,9 +7,9 @@ import torch
 from test_retinaface import WEIGHTS, read_rgb
 from test_workflow import make_workdir, snakemake
 
-from avaffect.backbones import BACKBONES, Preprocessing, StaticConfig, StaticFER, crop_embedder, embed_frames
-from avaffect.engines import forward_on, resolve_engine
-from avaffect.retinaface import RetinaFaceDetector
+from avaffect.face.backbones import BACKBONES, Preprocessing, StaticConfig, StaticFER, crop_embedder, embed_frames
+from avaffect.face.engines import forward_on, resolve_engine
+from avaffect.face.retinaface import RetinaFaceDetector
 
 BOX_TOLERANCE_PX = 0.05
 SCORE_TOLERANCE = 1e-4

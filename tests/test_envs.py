@@ -3,7 +3,7 @@ import tomllib
 import yaml
 from conftest import REPO
 
-from avaffect.venvs import pip_pins
+from avaffect.core.venvs import pip_pins
 
 
 def test_conda_env_pins_equal_pyproject():

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from avaffect.faces import FaceLandmarkerDetector, MediaPipeDetector, build_detector, detect_all, track_person
-from avaffect.media import iter_frames, probe_video
+from avaffect.face.detectors import FaceLandmarkerDetector, MediaPipeDetector, build_detector, detect_all
+from avaffect.face.tracking import track_person
+from avaffect.media.video import iter_frames, probe_video
 
 SETTINGS = {"retinaface": {"score_threshold": 0.8, "nms_threshold": 0.4},
             "mediapipe": {"model_selection": 1, "score_threshold": 0.5}}

@@ -4,23 +4,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from avaffect import demo
-from avaffect.checkpoints import CheckpointError
-from avaffect.faces import (
-    FaceBox,
-    FallbackDetector,
-    MediaPipeDetector,
-    appearance_distance,
-    boxes_from_table,
-    build_detector,
-    crop_box,
-    face_appearance,
-    faces_table,
-    iou,
-    track_person,
-)
-from avaffect.features import FACE_DESCRIPTOR, face_descriptor
-from avaffect.landmarks import FaceMesh, landmarks_table, mouth_opening, points_from_table
+from avaffect.core.checkpoints import CheckpointError
+from avaffect.corpus import demo
+from avaffect.face.boxes import FaceBox, crop_box, iou
+from avaffect.face.descriptor import FACE_DESCRIPTOR, face_descriptor
+from avaffect.face.detectors import FallbackDetector, MediaPipeDetector, build_detector
+from avaffect.face.landmarks import FaceMesh, landmarks_table, mouth_opening, points_from_table
+from avaffect.face.tracking import appearance_distance, boxes_from_table, face_appearance, faces_table, track_person
 
 NO_POINTS = np.full((5, 2), np.nan, np.float32)
 

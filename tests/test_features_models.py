@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from avaffect.features import audio_window_embeddings, log_mel, logmel_statistics, mel_filterbank
-from avaffect.models import FAMILIES, ModelConfig, build_model
-from avaffect.training import (
+from avaffect.audio.logmel import audio_window_embeddings, log_mel, logmel_statistics, mel_filterbank
+from avaffect.models.families import FAMILIES, ModelConfig, build_model
+from avaffect.models.normalization import Normalizer
+from avaffect.models.sequences import StepSequence
+from avaffect.models.training import (
     EarlyStopping,
-    Normalizer,
-    StepSequence,
     TrainSettings,
     batch_ccc_loss,
     class_weights,
@@ -144,7 +144,7 @@ def test_normalizations():
 
 
 def test_window_labels_mean_and_majority_of_valid_steps():
-    from avaffect.training import window_labels
+    from avaffect.models.functionals import window_labels
 
     times = np.arange(8) * 0.5
     va = StepSequence("v", np.arange(1, 9), times, np.zeros((8, 1), np.float32),
@@ -158,7 +158,7 @@ def test_window_labels_mean_and_majority_of_valid_steps():
 
 @pytest.mark.parametrize("task", ["va", "expr"])
 def test_kelm_trains_on_functionals_and_predicts_window_centres(task):
-    from avaffect.training import KelmSettings, predict_kelm, train_kelm
+    from avaffect.models.functionals import KelmSettings, predict_kelm, train_kelm
 
     rng = np.random.default_rng(3)
     train_set = [synthetic(f"t{i}", 80, rng, task) for i in range(5)]
@@ -193,7 +193,7 @@ def test_audio_models_give_one_output_per_label_slot(family):
 
 
 def test_label_smoothing_raises_the_loss_of_a_confident_correct_prediction():
-    from avaffect.training import masked_loss
+    from avaffect.models.training import masked_loss
 
     raw = torch.full((1, 4, 8), -10.0)
     raw[..., 3] = 10.0
@@ -222,7 +222,7 @@ def windowed(video, n_windows, rng, task):
 
 @pytest.mark.parametrize(("family", "task"), [("audio_gru", "expr"), ("audio_transformer", "va")])
 def test_audio_models_train_through_the_shared_loop(family, task):
-    from avaffect.training import audio_architecture
+    from avaffect.models.training import audio_architecture
 
     rng = np.random.default_rng(4)
     train_set = [s for i in range(4) for s in windowed(f"t{i}", 6, rng, task)]

@@ -6,31 +6,29 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-from avaffect.corpus import EXPR_INVALID, VA_INVALID
-from avaffect.fusion import (
+from avaffect.corpus.metrics import best_reported_fusion, ccc, macro_f1, p_va, valid_va
+from avaffect.corpus.tasks import EXPR_INVALID, VA_INVALID
+from avaffect.fusion.dirichlet import (
     METHODS,
-    RF_OOB_TOLERANCE,
     _batched_ccc,
     _batched_macro_f1,
-    _candidates,
-    _fit_forest,
-    _forest_rows,
-    _next_step_gain,
+    dirichlet_draws,
+    evenly_spaced,
+    fuse,
+    search_weights,
+    set_scores,
+    weight_candidates,
+)
+from avaffect.fusion.forest import RF_OOB_TOLERANCE, _next_step_gain, fit_forest, forest_rows, stacking_features
+from avaffect.fusion.selection import (
     _scores,
-    _set_scores,
     apply_fitted_fusion,
     best_fusion,
     compare_fusions,
-    dirichlet_draws,
-    evenly_spaced,
     filled_table,
     fit_fusion,
-    fuse,
-    search_weights,
-    stacking_features,
     video_folds,
 )
-from avaffect.metrics import best_reported_fusion, ccc, macro_f1, p_va, valid_va
 
 N_CLASSES = 8
 
@@ -384,9 +382,9 @@ def test_expr_fold_scores_equal_brute_force_with_ties(per_column, n_jobs):
     probabilities[2, 200:260] = np.nan
     target[260:300] = EXPR_INVALID
     folds = rng.integers(0, n_folds, n)
-    candidates = _candidates(3, N_CLASSES, 150, 0, per_column)
+    candidates = weight_candidates(3, N_CLASSES, 150, 0, per_column)
     sets = [np.arange(n_folds) != k for k in range(n_folds)] + [np.ones(n_folds, dtype=bool)]
-    scores = _set_scores(probabilities, target, "expr", folds, n_folds, candidates, sets, n_jobs)
+    scores = set_scores(probabilities, target, "expr", folds, n_folds, candidates, sets, n_jobs)
     rows = (target != EXPR_INVALID) & ~np.isnan(probabilities).any(axis=(0, 2))
     for use, row in zip(sets, scores, strict=True):
         keep = rows & use[folds]
@@ -399,9 +397,9 @@ def test_va_fold_scores_equal_brute_force():
     target[:50] = VA_INVALID
     predictions[1, 50:80, 0] = np.nan
     folds = np.random.default_rng(5).integers(0, 3, len(target))
-    candidates = _candidates(2, 2, 40, 0, True)
+    candidates = weight_candidates(2, 2, 40, 0, True)
     sets = [np.arange(3) != k for k in range(3)] + [np.ones(3, dtype=bool)]
-    scores = _set_scores(predictions, target, "va", folds, 3, candidates, sets)
+    scores = set_scores(predictions, target, "va", folds, 3, candidates, sets)
     rows = valid_va(target).all(axis=1) & ~np.isnan(predictions).any(axis=(0, 2))
     # Row 50..79 miss only valence for model 1: arousal keeps them, so score each dimension on its own rows.
     for use, row in zip(sets, scores, strict=True):
@@ -543,7 +541,7 @@ def test_oob_curve_equals_sklearns_oob_score_bit_for_bit(task, n_frames, grid, m
     and with bootstraps smaller than the rows."""
     predictions, target, _ = video_data(task, 15, n_videos=1, n_frames=n_frames)
     features = stacking_features(predictions)
-    forest, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None, max_samples)
+    forest, curve, _ = fit_forest(features, target, task, 0, grid, 5, 1, None, max_samples)
     assert forest.max_samples == max_samples
     x = features
     y = target if task == "va" else target.astype(np.int64)
@@ -583,7 +581,7 @@ def test_forest_grid_stops_at_the_first_plateau_and_keeps_the_smallest_good_coun
     grid = (8, 16, 32, 64, 128, 256, 512)
     predictions, target, _ = video_data(task, 16, n_videos=1, n_frames=600)
     features = stacking_features(predictions)
-    forest, curve, _ = _fit_forest(features, target, task, 0, grid, 5, 1, None)
+    forest, curve, _ = fit_forest(features, target, task, 0, grid, 5, 1, None)
     errors = [p["oob_error"] for p in curve]
     counts = [p["n_trees"] for p in curve]
     assert counts == list(grid[:len(curve)])
@@ -633,7 +631,7 @@ def test_stacking_features_equal_filling_every_frame():
 def test_rf_in_sample_scores_the_frames_the_final_forest_was_fit_on(task):
     predictions, target, groups = video_data(task, 19, n_videos=4, n_frames=300)
     fitted = fit("rf", predictions, target, groups, task, rf_max_rows=200)
-    rows, available = _forest_rows(stacking_features(predictions), target, task, 200)
+    rows, available = forest_rows(stacking_features(predictions), target, task, 200)
     assert len(rows) == 200 and fitted.report["rows"] == {"fit": 200, "available": available}
     assert fitted.report["in_sample_frames"] == "fit"
     assert fitted.report["in_sample"] == _scores(task, target[rows], fitted.apply(predictions[:, rows]))

@@ -3,10 +3,10 @@ import pytest
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.model_selection import GroupKFold
 
-from avaffect import kelm
-from avaffect.corpus import EXPR_CLASSES, EXPR_INVALID
-from avaffect.features import functionals
-from avaffect.kelm import (
+from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID
+from avaffect.models import kelm
+from avaffect.models.functionals import functionals
+from avaffect.models.kelm import (
     KernelELM,
     class_balance_weights,
     decode_scores,

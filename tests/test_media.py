@@ -3,8 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avaffect import demo
-from avaffect.media import extract_audio, iter_frames, probe_video, read_ahead, read_wav, write_wav
+from avaffect.corpus import demo
+from avaffect.media.video import iter_frames, probe_video, read_ahead
+from avaffect.media.wav import extract_audio, read_wav, write_wav
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from avaffect.corpus import EXPR_CLASSES, EXPR_INVALID, VA_INVALID
-from avaffect.metrics import (
+from avaffect.corpus.metrics import (
     CPM_ACCURACY_WEIGHT,
     CPM_F1_WEIGHT,
     accuracy,
@@ -15,6 +14,7 @@ from avaffect.metrics import (
     p_va,
     va_scores,
 )
+from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID, VA_INVALID
 
 N_CLASSES = len(EXPR_CLASSES)
 SEEDS = [0, 1, 2, 3, 4]

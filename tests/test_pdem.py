@@ -8,7 +8,14 @@ import torch
 from conftest import small_pdem_config
 from safetensors.torch import save_file
 
-from avaffect.pdem import PdemError, build_pdem, frame_stride, load_pdem_weights, pdem_window_embeddings, pool_steps
+from avaffect.audio.pdem import (
+    PdemError,
+    build_pdem,
+    frame_stride,
+    load_pdem_weights,
+    pdem_window_embeddings,
+    pool_steps,
+)
 
 RATE = 16000
 STEP_HZ = 5.0

@@ -8,8 +8,7 @@ import pytest
 import torch
 from conftest import small_pdem_config
 
-from avaffect.corpus import EXPR_INVALID
-from avaffect.pdem import (
+from avaffect.audio.pdem import (
     PdemError,
     build_pdem,
     load_pdem_weights,
@@ -17,7 +16,14 @@ from avaffect.pdem import (
     save_pdem_weights,
     top_layers,
 )
-from avaffect.pdem_finetune import FinetuneSettings, LabelledWindows, finetune_pdem, initial_head, labelled_windows
+from avaffect.corpus.tasks import EXPR_INVALID
+from avaffect.models.pdem_finetune import (
+    FinetuneSettings,
+    LabelledWindows,
+    finetune_pdem,
+    initial_head,
+    labelled_windows,
+)
 
 RATE = 16000
 FPS = 25.0

@@ -2,14 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avaffect.postprocess import (
+from avaffect.fusion.postprocess import (
     box_smooth,
     frame_level,
-    frame_times,
     hamming_smooth,
     hamming_window_frames,
     interpolate_to_frames,
 )
+from avaffect.media.timeline import frame_times
 
 FPS = 30.0
 

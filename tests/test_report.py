@@ -2,19 +2,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avaffect.corpus import EXPR_CLASSES, VA_INVALID
-from avaffect.report import (
+from avaffect.corpus.tasks import EXPR_CLASSES, VA_INVALID
+from avaffect.report.figures import (
     INVALID_NAME,
     STRIP_ROWS,
     TIME_LABEL,
     expr_figure,
     on_frame_grid,
-    read_benchmark,
-    runtime_figure,
-    runtime_table,
     save_figure,
     va_figure,
 )
+from avaffect.report.runtimes import read_benchmark, runtime_figure, runtime_table
 
 FPS = 5.0
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from avaffect.resources import (
+from avaffect.core.resources import (
     MIRROR_VARIABLE,
     UNPINNED,
     Resource,
@@ -18,7 +18,7 @@ from avaffect.resources import (
     mirror_folder,
     verify,
 )
-from avaffect.workdir import copy_workflow
+from avaffect.tools.workdir import copy_workflow
 
 MANIFEST = REPO / "resources" / "manifest.yaml"
 

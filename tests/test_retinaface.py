@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from avaffect.checkpoints import CheckpointError
-from avaffect.faces import FaceBox
-from avaffect.retinaface import RetinaFace, RetinaFaceDetector, load_retinaface, nms, prior_boxes
+from avaffect.core.checkpoints import CheckpointError
+from avaffect.face.boxes import FaceBox
+from avaffect.face.retinaface import RetinaFace, RetinaFaceDetector, load_retinaface, nms, prior_boxes
 
 # The `shared` fixture (tests/conftest.py) resolves Path(__file__).resolve().parents[2] / "shared", or
 # $AVAFFECT_SHARED, and skips with the path it looked at when the fixtures are not there.

@@ -16,9 +16,10 @@ import yaml
 from conftest import REPO
 from test_workflow import make_workdir, snakemake
 
-from avaffect.faces import LANDMARK_NAMES, build_detector
-from avaffect.resources import Resource, ResourceError, load_manifest, verify
-from avaffect.retinaface_resnet50 import (
+from avaffect.core.resources import Resource, ResourceError, load_manifest, verify
+from avaffect.face.boxes import LANDMARK_NAMES
+from avaffect.face.detectors import build_detector
+from avaffect.face.retinaface_resnet50 import (
     WEIGHTS_FILE,
     ChildProtocolError,
     parse_reply,
@@ -27,7 +28,7 @@ from avaffect.retinaface_resnet50 import (
     weights_home,
     write_frames,
 )
-from avaffect.workdir import planned_jobs
+from avaffect.tools.workdir import planned_jobs
 
 SETTINGS = {"retinaface_resnet50": {"score_threshold": 0.9, "allow_upscaling": False},
             "mediapipe": {"model_selection": 1, "score_threshold": 0.5}}
@@ -142,7 +143,7 @@ def test_the_schema_knows_the_detector_and_its_settings():
             jsonschema.validate(bad, schema)
 
 
-# A stand-in for the package's API as avaffect.retinaface_resnet50.main calls it: build_model reads the weights
+# A stand-in for the package's API as avaffect.face.retinaface_resnet50.main calls it: build_model reads the weights
 # file where the package would, detect_faces finds one face in BGR images whose top-left pixel is red.
 FAKE_PACKAGE = '''
 import os
@@ -211,7 +212,7 @@ def test_a_resnet50_chain_plans_its_venv_and_weights(tmp_path):
 
 
 def test_the_env_pins_are_exact_and_share_the_main_library_pins():
-    from avaffect.venvs import pip_pins, python_version
+    from avaffect.core.venvs import pip_pins, python_version
 
     pins = dict(pin.split("==") for pin in pip_pins(REPO / "envs" / "retinaface.yaml"))
     main = dict(pin.split("==") for pin in pip_pins(REPO / "envs" / "main.yaml"))

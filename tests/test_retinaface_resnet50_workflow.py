@@ -21,8 +21,8 @@ import pytest
 from conftest import REPO
 from test_workflow import mirrored_workdir, snakemake
 
-from avaffect.faces import build_detector
-from avaffect.media import iter_frames
+from avaffect.face.detectors import build_detector
+from avaffect.media.video import iter_frames
 
 pytestmark = [
     pytest.mark.workflow,

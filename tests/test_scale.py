@@ -1,7 +1,7 @@
 import pytest
 
-from avaffect.corpus import scan_corpus
-from avaffect.scale import ProfileRow, read_scale_profile, sample_names, write_placeholder_corpus
+from avaffect.corpus.layout import scan_corpus
+from avaffect.corpus.scale import ProfileRow, read_scale_profile, sample_names, write_placeholder_corpus
 
 PROFILE = """split,n_frames,fps,two_person_half
 Train_Set,100,30.0,0

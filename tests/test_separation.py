@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from avaffect.separation import (
+from avaffect.audio.separation import (
     DIGESTS_FILE,
     SPLEETER_CHECKPOINT_FILES,
     SeparationError,
@@ -23,7 +23,7 @@ from avaffect.separation import (
     unpack_checkpoint,
     verify_checkpoint,
 )
-from avaffect.venvs import READY_FILE, VenvError, build_venv, pip_pins, python_version
+from avaffect.core.venvs import READY_FILE, VenvError, build_venv, pip_pins, python_version
 
 RATE, MODEL_RATE = 16000, 44100
 

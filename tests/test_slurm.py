@@ -20,10 +20,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from avaffect.corpus import video_of
-from avaffect.demo import demo_manifest
-from avaffect.submission import expected_rows, read_submission, validate
-from avaffect.workdir import copy_workflow, planned_jobs
+from avaffect.corpus.demo import demo_manifest
+from avaffect.corpus.layout import video_of
+from avaffect.fusion.submission import expected_rows, read_submission, validate
+from avaffect.tools.workdir import copy_workflow, planned_jobs
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 

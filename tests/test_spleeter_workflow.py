@@ -19,8 +19,8 @@ import pytest
 from conftest import REPO
 from test_workflow import mirrored_workdir, snakemake
 
-from avaffect.media import read_wav
-from avaffect.separation import unpack_checkpoint
+from avaffect.audio.separation import unpack_checkpoint
+from avaffect.media.wav import read_wav
 
 pytestmark = [
     pytest.mark.workflow,

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avaffect.corpus import EXPR_CLASSES
-from avaffect.submission import (
+from avaffect.corpus.tasks import EXPR_CLASSES
+from avaffect.fusion.submission import (
     EXPR_HEADER,
     VA_HEADER,
     SubmissionError,
@@ -189,7 +189,7 @@ def test_read_submission_rejects_wrong_header_and_lines(tmp_path):
 
 
 def test_follow_rows_takes_the_sample_order_and_refuses_unpredictable_frames():
-    from avaffect.submission import follow_rows
+    from avaffect.fusion.submission import follow_rows
 
     table = format_va(pd.DataFrame({"video": ["v", "v", "w"], "frame": [1, 2, 1], "valence": [0.1, 0.2, 0.3],
                                     "arousal": [0.0, 0.0, 0.0]}))

@@ -14,9 +14,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from avaffect.corpus import HEADERS, TASK_DIRS, annotation_path, challenge_test_list
-from avaffect.tables import read_parquet
-from avaffect.workdir import copy_workflow, planned_jobs
+from avaffect.core.tables import read_parquet
+from avaffect.corpus.annotations import HEADERS
+from avaffect.corpus.layout import TASK_DIRS, annotation_path, challenge_test_list
+from avaffect.tools.workdir import copy_workflow, planned_jobs
 
 pytestmark = pytest.mark.workflow
 FRAMES, FPS = 10, 5

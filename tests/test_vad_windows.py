@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 
-from avaffect.corpus import EXPR_INVALID
-from avaffect.training import StepSequence, attach_window_labels
-from avaffect.vad import (
+from avaffect.audio.vad import (
     close_gaps,
     combine,
     frames_in_segments,
@@ -13,7 +11,9 @@ from avaffect.vad import (
     segments_seconds,
     vad_table,
 )
-from avaffect.windows import majority_per_slot, sample_frames, sliding_starts, voiced_windows, window_steps
+from avaffect.corpus.tasks import EXPR_INVALID
+from avaffect.media.timeline import majority_per_slot, sample_frames, sliding_starts, voiced_windows, window_steps
+from avaffect.models.sequences import StepSequence, attach_window_labels
 
 
 def test_hysteresis_holds_between_thresholds():

@@ -12,10 +12,13 @@ import pytest
 import yaml
 from conftest import REPO
 
-from avaffect.faces import MediaPipeDetector, detect_all, on_tracked_faces, track_person
-from avaffect.landmarks import FaceMesh, landmarks_table
-from avaffect.media import extract_audio, iter_frames, probe_video
-from avaffect.vad import VoiceActivity, combine, frames_in_segments, mouth_vad
+from avaffect.audio.vad import VoiceActivity, combine, frames_in_segments, mouth_vad
+from avaffect.face.boxes import on_tracked_faces
+from avaffect.face.detectors import MediaPipeDetector, detect_all
+from avaffect.face.landmarks import FaceMesh, landmarks_table
+from avaffect.face.tracking import track_person
+from avaffect.media.video import iter_frames, probe_video
+from avaffect.media.wav import extract_audio
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 TALKING = ["retalking_face_1", "retalking_face_2", "retalking_face_3", "retalking_face_4", "WDA_KatieHill_000"]

@@ -12,13 +12,16 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
+from test_make import made_demo
 
-from avaffect import demo
-from avaffect.corpus import SPLITS, annotation_path, read_annotation
-from avaffect.demo import demo_manifest
-from avaffect.metrics import macro_f1, p_va
-from avaffect.submission import read_submission
-from avaffect.workdir import copy_workflow, planned_jobs
+from avaffect.corpus import demo
+from avaffect.corpus.annotations import read_annotation
+from avaffect.corpus.demo import demo_manifest
+from avaffect.corpus.layout import annotation_path
+from avaffect.corpus.metrics import macro_f1, p_va
+from avaffect.corpus.tasks import SPLITS
+from avaffect.fusion.submission import read_submission
+from avaffect.tools.workdir import copy_workflow, planned_jobs
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -48,9 +51,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
-    workdir = make_workdir(tmp_path_factory.mktemp("demo"))
-    snakemake(workdir)
-    return workdir
+    return made_demo(tmp_path_factory).workdir  # `make demo` in a copy, shared with test_make.py
 
 
 def frame_labels(workdir: Path, task: str, split: str, videos: list[str], root: Path) -> np.ndarray:
@@ -285,3 +286,13 @@ def test_audio_augmentation_embeds_copies_of_the_training_audio_for_the_audio_mo
         assert augmented[["frame", "window"]].equals(original[["frame", "window"]])
     for a, b in ((0, 1), (0, 2), (1, 2)):  # each copy is drawn afresh
         assert not np.allclose(np.stack(embedded[a]["embedding"]), np.stack(embedded[b]["embedding"]))
+
+
+def test_long_jobs_log_their_progress(demo_run):
+    logs = demo_run / "results" / "logs"
+    detection = (logs / "detect_faces" / "demo01.log").read_text()
+    frames = json.loads((demo_run / "results" / "probe" / "demo01.json").read_text())["n_frames"]
+    assert re.search(rf"face detection: {frames} of {frames} frames \(100%\), [\d.]+ frames/s, took \d+ s", detection)
+    training = next((logs / "train" / "visual" / "va").glob("w*.log")).read_text()
+    epochs = re.findall(r"training: (\d+) of at most (\d+) epochs .*(?:left|took)", training)
+    assert epochs and [int(done) for done, _ in epochs] == list(range(1, len(epochs) + 1))

@@ -16,7 +16,7 @@
 #
 # The config has no cgroups (proctrack/linuxproc, task/none: containers and CI runners rarely delegate
 # cgroups) and no accounting: sacct has nothing to read, so the snakemake plugin must be told to poll
-# squeue (profiles/slurm sets `slurm-status-command: squeue`; see README, "SLURM").
+# squeue (profiles/slurm sets `slurm-status-command: squeue`; see docs/slurm.md).
 set -euo pipefail
 
 STATE=${AVAFFECT_SLURM_STATE:-/tmp/avaffect-slurm}

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.augment import waveforms_to_embed
-from avaffect.features import audio_window_embeddings
-from avaffect.logs import job_logger
-from avaffect.media import read_wav
-from avaffect.tables import read_json, read_parquet, write_embeddings
-from avaffect.vad import segments_seconds
+from avaffect.audio.augment import waveforms_to_embed
+from avaffect.audio.logmel import audio_window_embeddings
+from avaffect.audio.vad import segments_seconds
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet, write_embeddings
+from avaffect.media.wav import read_wav
 
 log = job_logger(snakemake.log[0], "audio_embeddings")
 probe = read_json(snakemake.input.probe)

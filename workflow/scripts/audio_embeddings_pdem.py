@@ -6,15 +6,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avaffect.augment import waveforms_to_embed
-from avaffect.faces import resolve_device
-from avaffect.logs import job_logger
-from avaffect.media import read_wav
-from avaffect.pdem import build_pdem, load_pdem_weights, pdem_window_embeddings
-from avaffect.resources import Resource, verify
-from avaffect.tables import read_json, read_parquet, write_embeddings
-from avaffect.vad import segments_seconds
-from avaffect.windows import audio_window_grid
+from avaffect.audio.augment import waveforms_to_embed
+from avaffect.audio.pdem import build_pdem, load_pdem_weights, pdem_window_embeddings
+from avaffect.audio.vad import segments_seconds
+from avaffect.core.devices import resolve_device
+from avaffect.core.logs import job_logger
+from avaffect.core.progress import Progress
+from avaffect.core.resources import Resource, verify
+from avaffect.core.tables import read_json, read_parquet, write_embeddings
+from avaffect.media.timeline import audio_window_grid
+from avaffect.media.wav import read_wav
 
 log = job_logger(snakemake.log[0], "audio_embeddings_pdem")
 p = snakemake.params
@@ -32,8 +33,10 @@ windows, columns = audio_window_grid(voiced, duration, probe["n_frames"], probe[
 device = resolve_device(p.device)
 copies = waveforms_to_embed(samples, p.get("augmentation"), snakemake.wildcards.sample)
 for (copy, waveform), output in zip(copies, snakemake.output, strict=True):
+    progress = Progress("PDEM" if copy is None else f"PDEM, augmented copy {copy}", "window", len(windows), log.info,
+                        snakemake.config["progress_s"])
     matrix = pdem_window_embeddings(model, extractor, waveform, rate, windows, p.rate_hz, p.pdem["batch_size"],
-                                    device)
+                                    device, progress.advance)
     log.info("%s%d voiced segments, %d windows, %d steps (PDEM on %s)",
              "" if copy is None else f"augmented copy {copy}: ", len(voiced), len(windows), len(matrix), device)
     write_embeddings(columns, matrix, ~np.isnan(matrix).any(axis=1), Path(output))

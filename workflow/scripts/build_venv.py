@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from avaffect.logs import job_logger
-from avaffect.venvs import build_venv
+from avaffect.core.logs import job_logger
+from avaffect.core.venvs import build_venv
 
 log = job_logger(snakemake.log[0], "build_venv")
 venv = Path(snakemake.params.venv)

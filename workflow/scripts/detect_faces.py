@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
-from avaffect.corpus import side_of
-from avaffect.faces import build_detector, detect_all, faces_table, track_person
-from avaffect.logs import job_logger
-from avaffect.media import iter_frames, read_ahead
-from avaffect.resources import Resource, verify
-from avaffect.tables import read_json, write_parquet
+from avaffect.core.logs import job_logger
+from avaffect.core.progress import Progress, counted
+from avaffect.core.resources import Resource, verify
+from avaffect.core.tables import read_json, write_parquet
+from avaffect.corpus.layout import side_of
+from avaffect.face.detectors import build_detector, detect_all
+from avaffect.face.tracking import faces_table, track_person
+from avaffect.media.video import iter_frames, read_ahead
 
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
@@ -16,7 +18,9 @@ fps, side = probe["fps"], side_of(snakemake.wildcards.sample)
 weights = {name: verify(Resource(**entry), Path(snakemake.input[name]),
                         accept_unpinned=entry["key"] in p.accept_unpinned) for name, entry in p.weights.items()}
 detector = build_detector(p.detector, p.settings, p.device, weights, p.pythons, p.engine)
-numbers, found = detect_all(read_ahead(iter_frames(Path(snakemake.input.video)), p.batch_size), detector, p.batch_size)
+frames = counted(read_ahead(iter_frames(Path(snakemake.input.video)), p.batch_size),
+                 Progress("face detection", "frame", probe["n_frames"], log.info, snakemake.config["progress_s"]))
+numbers, found = detect_all(frames, detector, p.batch_size)
 t = p.tracking
 track = track_person(found, t["min_iou"], max(1, round(t["max_gap_s"] * fps)), side, probe["width"],
                      max_appearance_distance=t["max_appearance_distance"], appearance_memory=t["appearance_memory"])

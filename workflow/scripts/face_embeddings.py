@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.features import FACE_DESCRIPTOR, face_descriptor
-from avaffect.landmarks import points_from_table
-from avaffect.logs import job_logger
-from avaffect.tables import read_json, read_parquet, write_embeddings
-from avaffect.windows import sample_frames
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet, write_embeddings
+from avaffect.face.descriptor import FACE_DESCRIPTOR, face_descriptor
+from avaffect.face.landmarks import points_from_table
+from avaffect.media.timeline import sample_frames
 
 log = job_logger(snakemake.log[0], "face_embeddings")
 probe = read_json(snakemake.input.probe)

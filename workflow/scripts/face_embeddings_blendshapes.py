@@ -4,13 +4,15 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.faces import boxes_from_table, on_tracked_faces
-from avaffect.landmarks import N_BLENDSHAPES, FaceBlendshapes
-from avaffect.logs import job_logger
-from avaffect.media import iter_frames
-from avaffect.resources import Resource, verify
-from avaffect.tables import read_json, read_parquet, write_embeddings
-from avaffect.windows import sample_frames
+from avaffect.core.logs import job_logger
+from avaffect.core.progress import Progress, counted
+from avaffect.core.resources import Resource, verify
+from avaffect.core.tables import read_json, read_parquet, write_embeddings
+from avaffect.face.boxes import on_tracked_faces
+from avaffect.face.landmarks import N_BLENDSHAPES, FaceBlendshapes
+from avaffect.face.tracking import boxes_from_table
+from avaffect.media.timeline import sample_frames
+from avaffect.media.video import iter_frames
 
 log = job_logger(snakemake.log[0], "face_embeddings_blendshapes")
 p = snakemake.params
@@ -19,8 +21,9 @@ landmarker = FaceBlendshapes(task_file, p.blendshapes["crop_margin"], p.blendsha
 probe = read_json(snakemake.input.probe)
 frames = sample_frames(probe["n_frames"], probe["fps"], p.rate_hz)
 boxes = {f: box for f, box in boxes_from_table(read_parquet(snakemake.input.faces)).items() if f in set(frames)}
-found = {f: s for f, s in on_tracked_faces(iter_frames(Path(snakemake.input.video), boxes), boxes, landmarker.scores)
-         if s is not None}
+decoded = counted(iter_frames(Path(snakemake.input.video), boxes),
+                  Progress("blendshapes", "frame", len(boxes), log.info, snakemake.config["progress_s"]))
+found = {f: s for f, s in on_tracked_faces(decoded, boxes, landmarker.scores) if s is not None}
 matrix = np.zeros((len(frames), N_BLENDSHAPES), np.float32)
 present = np.array([int(f) in found for f in frames], bool)
 for i in np.flatnonzero(present):

@@ -4,14 +4,17 @@ from pathlib import Path
 
 import torch
 
-from avaffect.backbones import HEAD_OUTPUTS, crop_embedder, embed_frames, embedding_rows, face_crop, load_static
-from avaffect.checkpoints import read_checkpoint
-from avaffect.engines import resolve_engine
-from avaffect.faces import boxes_from_table, on_tracked_faces, resolve_device
-from avaffect.logs import job_logger
-from avaffect.media import iter_frames, read_ahead
-from avaffect.tables import read_json, read_parquet, write_embeddings
-from avaffect.windows import sample_frames
+from avaffect.core.checkpoints import read_checkpoint
+from avaffect.core.devices import resolve_device
+from avaffect.core.logs import job_logger
+from avaffect.core.progress import Progress, counted
+from avaffect.core.tables import read_json, read_parquet, write_embeddings
+from avaffect.face.backbones import HEAD_OUTPUTS, crop_embedder, embed_frames, embedding_rows, face_crop, load_static
+from avaffect.face.boxes import on_tracked_faces
+from avaffect.face.engines import resolve_engine
+from avaffect.face.tracking import boxes_from_table
+from avaffect.media.timeline import sample_frames
+from avaffect.media.video import iter_frames, read_ahead
 
 log = job_logger(snakemake.log[0], "face_embeddings_static")
 p = snakemake.params
@@ -21,7 +24,9 @@ model, prep = load_static(read_checkpoint(Path(snakemake.input.checkpoint)), dev
 probe = read_json(snakemake.input.probe)
 frames = sample_frames(probe["n_frames"], probe["fps"], p.rate_hz)
 boxes = {f: box for f, box in boxes_from_table(read_parquet(snakemake.input.faces)).items() if f in set(frames)}
-crops = on_tracked_faces(read_ahead(iter_frames(Path(snakemake.input.video), boxes), p.batch_size), boxes,
+decoded = counted(read_ahead(iter_frames(Path(snakemake.input.video), boxes), p.batch_size),
+                  Progress("static embeddings", "frame", len(boxes), log.info, snakemake.config["progress_s"]))
+crops = on_tracked_faces(decoded, boxes,
                          lambda image, box: face_crop(image, box, p.crop_margin_px, prep.size))
 found = embed_frames(crop_embedder(model, prep, device, p.engine), crops, p.batch_size)
 names = HEAD_OUTPUTS[model.config.task]

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from avaffect.logs import job_logger
-from avaffect.resources import UNPINNED, Resource, fetch, mirror_folder, sha256_of
+from avaffect.core.logs import job_logger
+from avaffect.core.resources import UNPINNED, Resource, fetch, mirror_folder, sha256_of
 
 log = job_logger(snakemake.log[0], "fetch_resource")
 resource = Resource(**snakemake.params.resource)

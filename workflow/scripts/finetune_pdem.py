@@ -5,16 +5,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from avaffect.corpus import video_of
-from avaffect.faces import resolve_device
-from avaffect.logs import job_logger
-from avaffect.media import read_wav
-from avaffect.pdem import build_pdem, load_pdem_weights, save_pdem_weights, top_layers
-from avaffect.pdem_finetune import FinetuneSettings, LabelledWindows, finetune_pdem, labelled_windows
-from avaffect.resources import Resource, verify
-from avaffect.tables import atomic_write, read_json, read_parquet, write_json
-from avaffect.training import sample_labels
-from avaffect.vad import segments_seconds
+from avaffect.audio.pdem import build_pdem, load_pdem_weights, save_pdem_weights, top_layers
+from avaffect.audio.vad import segments_seconds
+from avaffect.core.devices import resolve_device
+from avaffect.core.logs import job_logger
+from avaffect.core.resources import Resource, verify
+from avaffect.core.tables import atomic_write, read_json, read_parquet, write_json
+from avaffect.corpus.layout import video_of
+from avaffect.media.wav import read_wav
+from avaffect.models.pdem_finetune import FinetuneSettings, LabelledWindows, finetune_pdem, labelled_windows
+from avaffect.models.sequences import sample_labels
 
 log = job_logger(snakemake.log[0], "finetune_pdem")
 p = snakemake.params

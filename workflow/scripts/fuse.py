@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from avaffect.corpus import PREDICTION_COLUMNS, probes_by_sample
-from avaffect.fusion import apply_fitted_fusion, compare_fusions, filled_table, frame_labels
-from avaffect.logs import job_logger
-from avaffect.tables import read_json, read_parquet, write_json, write_parquet
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet, write_json, write_parquet
+from avaffect.corpus.layout import probes_by_sample
+from avaffect.corpus.tasks import PREDICTION_COLUMNS
+from avaffect.fusion.selection import apply_fitted_fusion, compare_fusions, filled_table, frame_labels
 
 log = job_logger(snakemake.log[0], "fuse")
 p = snakemake.params

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.logs import job_logger
-from avaffect.media import extract_audio, probe_video, write_wav
-from avaffect.tables import atomic_write, write_json
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import atomic_write, write_json
+from avaffect.media.video import probe_video
+from avaffect.media.wav import extract_audio, write_wav
 
 log = job_logger(snakemake.log[0], "ingest_video")
 video = Path(snakemake.input.video)

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from avaffect.fusion import metrics_table
-from avaffect.logs import job_logger
-from avaffect.tables import atomic_write, read_json
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import atomic_write, read_json
+from avaffect.fusion.selection import metrics_table
 
 log = job_logger(snakemake.log[0], "metrics_table")
 table = metrics_table([read_json(f) for f in snakemake.input], [Path(f).parts[-3] for f in snakemake.input])

@@ -2,12 +2,15 @@
 
 from pathlib import Path
 
-from avaffect.checkpoints import read_checkpoint
-from avaffect.corpus import PREDICTION_COLUMNS, read_sample_set
-from avaffect.faces import resolve_device
-from avaffect.logs import job_logger
-from avaffect.tables import write_parquet
-from avaffect.training import load_checkpoint, predict, predict_kelm, prediction_table, video_sequences
+from avaffect.core.checkpoints import read_checkpoint
+from avaffect.core.devices import resolve_device
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import write_parquet
+from avaffect.corpus.sample_sets import read_sample_set
+from avaffect.corpus.tasks import PREDICTION_COLUMNS
+from avaffect.models.functionals import predict_kelm
+from avaffect.models.sequences import prediction_table, video_sequences
+from avaffect.models.training import load_checkpoint, predict
 
 log = job_logger(snakemake.log[0], "predict")
 task = snakemake.wildcards.task

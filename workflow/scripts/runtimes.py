@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from avaffect.logs import job_logger
-from avaffect.report import read_benchmark, runtime_figure, runtime_table, save_figure
-from avaffect.tables import atomic_write
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import atomic_write
+from avaffect.report.figures import save_figure
+from avaffect.report.runtimes import read_benchmark, runtime_figure, runtime_table
 
 log = job_logger(snakemake.log[0], "runtimes")
 root = Path(snakemake.params.benchmarks)

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from avaffect.corpus import sample_set
-from avaffect.logs import job_logger
-from avaffect.tables import write_json
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import write_json
+from avaffect.corpus.sample_sets import sample_set
 
 log = job_logger(snakemake.log[0], "sample_set")
 w = snakemake.wildcards

@@ -3,9 +3,9 @@
 import shutil
 from pathlib import Path
 
-from avaffect.logs import job_logger
-from avaffect.metrics import PRIMARY_METRIC
-from avaffect.tables import atomic_write, read_json, write_json
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import atomic_write, read_json, write_json
+from avaffect.corpus.metrics import PRIMARY_METRIC
 
 log = job_logger(snakemake.log[0], "select_window")
 metric = PRIMARY_METRIC[snakemake.wildcards.task]

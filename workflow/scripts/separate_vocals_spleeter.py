@@ -5,10 +5,10 @@ import argparse
 import os
 from pathlib import Path
 
-from avaffect.files import atomic_write
-from avaffect.logs import job_logger
-from avaffect.media import read_wav, write_wav
-from avaffect.separation import separate_vocals, verify_checkpoint
+from avaffect.audio.separation import separate_vocals, verify_checkpoint
+from avaffect.core.files import atomic_write
+from avaffect.core.logs import job_logger
+from avaffect.media.wav import read_wav, write_wav
 
 MODEL = "2stems"
 parser = argparse.ArgumentParser(description=__doc__)

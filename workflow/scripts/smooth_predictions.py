@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from avaffect.corpus import PREDICTION_COLUMNS, probes_by_sample
-from avaffect.logs import job_logger
-from avaffect.postprocess import frame_level
-from avaffect.tables import read_json, read_parquet, write_parquet
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet, write_parquet
+from avaffect.corpus.layout import probes_by_sample
+from avaffect.corpus.tasks import PREDICTION_COLUMNS
+from avaffect.fusion.postprocess import frame_level
 
 log = job_logger(snakemake.log[0], "smooth_predictions")
 raw = read_parquet(snakemake.input.predictions)

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from avaffect.corpus import probes_by_sample
-from avaffect.logs import job_logger
-from avaffect.metrics import PRIMARY_METRIC, best_reported_fusion
-from avaffect.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
-from avaffect.tables import read_json, read_parquet
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet
+from avaffect.corpus.layout import probes_by_sample
+from avaffect.corpus.metrics import PRIMARY_METRIC, best_reported_fusion
+from avaffect.fusion.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
 
 log = job_logger(snakemake.log[0], "submission")
 task = snakemake.wildcards.task

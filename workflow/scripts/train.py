@@ -5,20 +5,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from avaffect.checkpoints import write_checkpoint
-from avaffect.corpus import read_sample_set
-from avaffect.faces import resolve_device
-from avaffect.logs import job_logger
-from avaffect.tables import atomic_write, read_json, write_json
-from avaffect.training import (
-    KelmSettings,
-    TrainSettings,
-    audio_architecture,
-    labelled_sequences,
-    require_labelled_steps,
-    train,
-    train_kelm,
-)
+from avaffect.core.checkpoints import write_checkpoint
+from avaffect.core.devices import resolve_device
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import atomic_write, read_json, write_json
+from avaffect.corpus.sample_sets import read_sample_set
+from avaffect.models.functionals import KelmSettings, train_kelm
+from avaffect.models.sequences import labelled_sequences, require_labelled_steps
+from avaffect.models.training import TrainSettings, audio_architecture, train
 
 log = job_logger(snakemake.log[0], "train")
 p = snakemake.params

@@ -6,22 +6,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avaffect.backbones import (
-    Preprocessing,
-    StaticConfig,
-    StaticFER,
-    StaticTrainSettings,
-    fine_tune,
-    labelled_crops,
-    labelled_frames,
-)
-from avaffect.checkpoints import write_checkpoint
-from avaffect.corpus import align_to_frames, annotation_path, read_annotation
-from avaffect.faces import boxes_from_table, resolve_device
-from avaffect.logs import job_logger
-from avaffect.media import iter_frames
-from avaffect.resources import Resource, verify
-from avaffect.tables import atomic_write, read_json, read_parquet, write_json
+from avaffect.core.checkpoints import write_checkpoint
+from avaffect.core.devices import resolve_device
+from avaffect.core.logs import job_logger
+from avaffect.core.resources import Resource, verify
+from avaffect.core.tables import atomic_write, read_json, read_parquet, write_json
+from avaffect.corpus.annotations import align_to_frames, read_annotation
+from avaffect.corpus.layout import annotation_path
+from avaffect.face.backbones import Preprocessing, StaticConfig, StaticFER
+from avaffect.face.tracking import boxes_from_table
+from avaffect.media.video import iter_frames
+from avaffect.models.static_training import StaticTrainSettings, fine_tune, labelled_crops, labelled_frames
 
 log = job_logger(snakemake.log[0], "train_static")
 p = snakemake.params

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from avaffect.logs import job_logger
-from avaffect.separation import unpack_checkpoint
+from avaffect.audio.separation import unpack_checkpoint
+from avaffect.core.logs import job_logger
 
 log = job_logger(snakemake.log[0], "unpack_spleeter_model")
 digests = unpack_checkpoint(Path(snakemake.input[0]), Path(snakemake.params.model_dir))

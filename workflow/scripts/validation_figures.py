@@ -2,13 +2,14 @@
 
 from pathlib import Path
 
-from avaffect.corpus import PREDICTION_COLUMNS, probes_by_sample
-from avaffect.fusion import frame_labels
-from avaffect.logs import job_logger
-from avaffect.metrics import best_reported_fusion
-from avaffect.report import FIGURE_FORMAT, expr_figure, save_figure, va_figure
-from avaffect.submission import predicted_classes
-from avaffect.tables import read_json, read_parquet
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet
+from avaffect.corpus.layout import probes_by_sample
+from avaffect.corpus.metrics import best_reported_fusion
+from avaffect.corpus.tasks import PREDICTION_COLUMNS
+from avaffect.fusion.selection import frame_labels
+from avaffect.fusion.submission import predicted_classes
+from avaffect.report.figures import FIGURE_FORMAT, expr_figure, save_figure, va_figure
 
 log = job_logger(snakemake.log[0], "validation_figures")
 task, methods = snakemake.wildcards.task, snakemake.params.methods

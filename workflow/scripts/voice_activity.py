@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avaffect.logs import job_logger
-from avaffect.media import read_wav
-from avaffect.tables import read_json, read_parquet, write_parquet
-from avaffect.vad import VoiceActivity, combine, frames_in_segments, mouth_vad, vad_table
+from avaffect.audio.vad import VoiceActivity, combine, frames_in_segments, mouth_vad, vad_table
+from avaffect.core.logs import job_logger
+from avaffect.core.tables import read_json, read_parquet, write_parquet
+from avaffect.media.wav import read_wav
 
 log = job_logger(snakemake.log[0], "voice_activity")
 settings = dict(snakemake.params.vad)

@@ -1,0 +1,1 @@
+"""The audio front-end: vocal separation, voice activity, augmentation and audio embeddings."""

@@ -1,0 +1,1 @@
+"""From model predictions to submissions: frame-level post-processing, fusion and its selection, submission files."""

@@ -1,0 +1,151 @@
+"""Label-rate sequences: a sample's embeddings at their steps, with the labels of those steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from avaffect.core.tables import read_parquet
+from avaffect.corpus.annotations import align_to_frames, read_annotation
+from avaffect.corpus.layout import annotation_path, video_of
+from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS, VA_INVALID
+from avaffect.media.timeline import majority_per_slot, slot_of_steps
+
+TASK_OUTPUTS = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
+INVALID_MARKERS = {"va": f"{VA_INVALID:g}", "expr": f"{EXPR_INVALID}"}
+
+
+@dataclass
+class StepSequence:
+    """One stretch of label-rate steps of one video: embeddings, where they exist, and labels."""
+
+    video: str
+    frames: np.ndarray  # (T,) 1-based frame numbers
+    times: np.ndarray  # (T,) seconds
+    features: np.ndarray  # (T, F) float32, NaN rows where there is no embedding (no face)
+    labels: np.ndarray | None = None  # (T, 2) float with NaN, or (T,) int with -1
+
+    @property
+    def present(self) -> np.ndarray:
+        return ~np.isnan(self.features).any(axis=1)
+
+
+def sequences_from_table(table: pd.DataFrame, video: str, group: str | None) -> list[StepSequence]:
+    """Sequences of an embedding table: one per video, or one per value of `group` (audio windows)."""
+    keys = [None] if group is None else sorted(table[group].unique())
+    out = []
+    for key in keys:
+        part = table if key is None else table[table[group] == key]
+        part = part.sort_values("time_s")
+        dim = max((len(e) for e in part["embedding"] if e is not None), default=0)
+        features = np.full((len(part), dim), np.nan, np.float32)
+        for i, emb in enumerate(part["embedding"]):
+            if emb is not None:
+                features[i] = emb
+        out.append(StepSequence(video, part["frame"].to_numpy(np.int64), part["time_s"].to_numpy(float), features))
+    return out
+
+
+def attach_labels(sequence: StepSequence, labels: np.ndarray) -> StepSequence:
+    """Labels of the sequence's frames from per-frame labels already aligned to the video's frames."""
+    sequence.labels = labels[sequence.frames - 1]
+    return sequence
+
+
+def attach_window_labels(sequence: StepSequence, labels: np.ndarray, fps: float, slot_s: float
+                         ) -> StepSequence:
+    """Labels of an audio window, as the SUN paper forms them: a VA window keeps the values of its steps
+    (20 for 4 s at 5 Hz; invalid ones stay NaN and are masked), an EXPR window one label per `slot_s`
+    (4 for 4 s), the most frequent valid class of the video frames in that slot, given to each of its steps.
+    """
+    sequence.labels = window_step_labels(sequence.frames, sequence.times, labels, fps, slot_s)
+    return sequence
+
+
+def window_step_labels(frames: np.ndarray, times: np.ndarray, labels: np.ndarray, fps: float, slot_s: float
+                       ) -> np.ndarray:
+    """Labels of the steps (1-based video `frames` at `times`) of one audio window, as
+    `attach_window_labels` forms them from per-frame labels aligned to the video's frames."""
+    if labels.dtype.kind == "f":
+        return labels[frames - 1]
+    start = float(times[0])
+    slots = slot_of_steps(times, start, slot_s)
+    return majority_per_slot(labels, fps, start, int(slots.max()) + 1, slot_s, EXPR_INVALID)[slots]
+
+
+def valid_labels(task: str, labels: np.ndarray) -> np.ndarray:
+    return ~np.isnan(labels).any(axis=-1) if task == "va" else labels != EXPR_INVALID
+
+
+def video_sequences(embedding_file: Path, video: str, modality: str) -> list[StepSequence]:
+    """Face embeddings form one sequence per video; audio embeddings one per voiced window."""
+    table = read_parquet(embedding_file)
+    if table.empty:
+        return []
+    return sequences_from_table(table, video, "window" if modality == "audio" else None)
+
+
+def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: int, log) -> np.ndarray:
+    """The sample's labels aligned to its video's `n_frames` decoded frames; a length mismatch and a sample
+    without any valid label are logged."""
+    path = annotation_path(corpus, task, split, sample)
+    labels = read_annotation(path, task)
+    if len(labels) != n_frames:
+        log(f"{path}: {len(labels)} label lines for {n_frames} decoded frames; frame k takes line k, "
+            "frames without a line are invalid")
+    aligned = align_to_frames(labels, n_frames)
+    if not valid_labels(task, aligned).any():
+        log(f"{path}: no valid label on any of the {n_frames} frames (all {INVALID_MARKERS[task]}); "
+            f"{sample} adds nothing to the {split} set")
+    return aligned
+
+
+def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
+                       embedding_sets: Sequence[dict[str, Path]], probes: dict[str, dict], log, expr_label_s: float
+                       ) -> list[StepSequence]:
+    """Sequences of the samples with their labels, from each embedding set that has the sample (the originals,
+    then augmented copies, which carry their sample's labels); annotation/video length mismatches are logged.
+
+    Audio windows take window labels (`attach_window_labels`, EXPR by majority per `expr_label_s`)."""
+    out = []
+    for sample in samples:
+        video = video_of(sample)
+        aligned = sample_labels(corpus, task, split, sample, probes[video]["n_frames"], log)
+        for embeddings in embedding_sets:
+            if sample not in embeddings:
+                continue
+            sequences = video_sequences(embeddings[sample], sample, modality)
+            if modality == "audio":
+                out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
+            else:
+                out += [attach_labels(s, aligned) for s in sequences]
+    return out
+
+
+def require_labelled_steps(task: str, split: str, sequences: Sequence[StepSequence], what: str) -> int:
+    """The number of steps that have both an embedding and a valid label; none is an error naming `what`."""
+    steps = sum(int((valid_labels(task, s.labels) & s.present).sum()) for s in sequences)
+    if steps == 0:
+        raise ValueError(f"{what}: no {split} step has both an embedding and a valid {task} label "
+                         f"({len(sequences)} sequences); check the {split} annotation files and the face and "
+                         "voice outputs their logs name")
+    return steps
+
+
+def prediction_table(sequences: Sequence[StepSequence], outputs: Sequence[np.ndarray], columns: list[str]
+                     ) -> pd.DataFrame:
+    """Rows (video, frame, time_s, one column per output) for the steps that had an embedding."""
+    parts = [pd.DataFrame({"video": pd.Series(dtype=str), "frame": pd.Series(dtype="int64"),
+                           "time_s": pd.Series(dtype=float)} | {c: pd.Series(dtype=float) for c in columns})]
+    for seq, out in zip(sequences, outputs, strict=True):
+        keep = seq.present
+        part = pd.DataFrame(out[keep].astype(np.float64), columns=columns)
+        part.insert(0, "time_s", seq.times[keep])
+        part.insert(0, "frame", seq.frames[keep])
+        part.insert(0, "video", seq.video)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,1 @@
+"""The workflow report: validation figures and run times per rule."""
