@@ -147,6 +147,13 @@ def readable(path: Path) -> bool:
     return True
 
 
+def running_after_one_finished(workdir: Path) -> list[str]:
+    """The videos whose detect_faces job has started and not written its output, once another one has."""
+    started = [v for v in GOOD if (workdir / "results" / "logs" / "detect_faces" / f"{v}.log").exists()]
+    done = [v for v in GOOD if output(workdir, "detect_faces", v).exists()]
+    return [v for v in started if v not in done] if done else []
+
+
 @pytest.fixture(scope="module")
 def front_end(corpus) -> dict:
     """Every per-video rule on every video: killed once mid-stage, then resumed to the end with --keep-going."""
@@ -160,17 +167,19 @@ def front_end(corpus) -> dict:
     with (workdir / "killed_run.log").open("w") as log:
         # its own process group: SIGKILL reaches snakemake and every job it started, as a killed session would
         run = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        running = []
+        interrupted = []
         deadline = time.monotonic() + KILL_WAIT_S
-        while not running and run.poll() is None and time.monotonic() < deadline:
-            started = [v for v in GOOD if (workdir / "results" / "logs" / "detect_faces" / f"{v}.log").exists()]
-            done = [v for v in GOOD if output(workdir, "detect_faces", v).exists()]
-            running = [v for v in started if v not in done] if done else []
+        while not interrupted and run.poll() is None and time.monotonic() < deadline:
+            if running_after_one_finished(workdir):
+                # Frozen before it is judged: a job that wrote its output between the look and the kill would
+                # otherwise leave nothing interrupted (seen on a loaded machine).
+                os.killpg(run.pid, signal.SIGSTOP)
+                interrupted = running_after_one_finished(workdir)
+                os.killpg(run.pid, signal.SIGKILL if interrupted else signal.SIGCONT)
             time.sleep(0.05)
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-    interrupted = [v for v in running if not output(workdir, "detect_faces", v).exists()]
     assert interrupted, f"no moment with one detect_faces job running after another had finished:\n" \
                         f"{(workdir / 'killed_run.log').read_text()[-3000:]}"
     missing = unfinished_jobs(workdir)
