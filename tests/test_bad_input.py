@@ -31,6 +31,7 @@ from avaffect.corpus.tasks import TASKS
 from avaffect.media.timeline import sample_frames
 from avaffect.media.video import MediaError, probe_video
 from avaffect.media.wav import extract_audio, read_wav
+from avaffect.models.normalization import Normalizer
 from avaffect.models.sequences import labelled_sequences, require_labelled_steps
 from avaffect.tools.workdir import copy_workflow, planned_jobs
 
@@ -321,7 +322,7 @@ def test_annotation_length_mismatch_is_logged_and_never_shifts_labels(tmp_path, 
     path.write_text("\n".join([HEADERS[task], *values]))
     logged = []
     embeddings = {"clip": embeddings_file(tmp_path / "clip.parquet", n_frames, fps)}
-    [sequence] = labelled_sequences(["clip"], task, "train", tmp_path, "face", [embeddings],
+    [sequence] = labelled_sequences(["clip"], task, "train", tmp_path, "face", embeddings, {},
                                     {"clip": {"n_frames": n_frames, "fps": fps}}, logged.append, 1.0)
     assert [m for m in logged if str(path) in m and message in m]
     expected = read_annotation(path, task)
@@ -340,7 +341,7 @@ def test_all_labels_invalid_is_named_and_alone_cannot_train(tmp_path, task):
     path.write_text("\n".join([HEADERS[task], *[marker] * 50]) + "\n")
     logged = []
     embeddings = {"clip": embeddings_file(tmp_path / "clip.parquet", 50, 25.0)}
-    sequences = labelled_sequences(["clip"], task, "train", tmp_path, "face", [embeddings],
+    sequences = labelled_sequences(["clip"], task, "train", tmp_path, "face", embeddings, {},
                                    {"clip": {"n_frames": 50, "fps": 25.0}}, logged.append, 1.0)
     assert [m for m in logged if str(path) in m and "no valid label" in m]
     with pytest.raises(ValueError, match=f"model m, task {task}: no train step has both"):
@@ -455,7 +456,32 @@ def test_an_augmented_copy_follows_its_sample_with_the_same_labels(tmp_path):
     originals = {s: embeddings_file(tmp_path / f"{s}.parquet", 50, 25.0) for s in ("clip", "other")}
     copy = {"clip": embeddings_file(tmp_path / "augmented" / "1" / "clip.parquet", 50, 25.0)}
     (tmp_path / "VA_Estimation_Challenge" / "Train_Set" / "other.txt").write_text(path.read_text())
-    sequences = labelled_sequences(["clip", "other"], "va", "train", tmp_path, "face", [originals, copy],
+    sequences = labelled_sequences(["clip", "other"], "va", "train", tmp_path, "face", originals, {"1": copy},
                                    {v: {"n_frames": 50, "fps": 25.0} for v in ("clip", "other")}, print, 1.0)
     assert [s.video for s in sequences] == ["clip", "clip", "other"]
     assert all(np.allclose(s.labels, [0.5, -0.5]) for s in sequences)
+
+
+def test_per_video_minmax_scales_an_augmented_copy_by_its_own_range_not_one_pooled_with_its_original(tmp_path):
+    path = annotation_path(tmp_path, "va", "train", "clip")
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join([HEADERS["va"], *["0.5,-0.5"] * 100]))
+    fps = 25.0
+    frames = sample_frames(100, fps, 5)
+    steps = np.concatenate([frames[:12], frames[8:20]])  # two overlapping audio windows of 12 steps
+    columns = {"frame": steps, "time_s": (steps - 1) / fps, "window": np.repeat([0, 1], 12)}
+    unit = np.stack([np.linspace(0.0, 1.0, 24), np.linspace(1.0, 0.0, 24)], axis=1)
+    # Gain and noise move a copy's embeddings far from its original's: a pooled range squashes each of them.
+    ranges = {None: (0.0, 2.0), "1": (100.0, 300.0), "2": (-50.0, -49.0)}
+    files = {copy: tmp_path / ("" if copy is None else f"augmented/{copy}") / "clip.parquet" for copy in ranges}
+    for copy, (low, high) in ranges.items():
+        write_embeddings(columns, low + (high - low) * unit, np.ones(24, bool), files[copy])
+    sequences = labelled_sequences(["clip"], "va", "train", tmp_path, "audio", {"clip": files[None]},
+                                   {copy: {"clip": f} for copy, f in files.items() if copy is not None},
+                                   {"clip": {"n_frames": 100, "fps": fps}}, print, 1.0)
+    assert [(s.video, s.copy) for s in sequences] == [("clip", c) for c in ranges for _ in range(2)]
+    scaled = Normalizer.fit(sequences, "per_video_minmax").transform(sequences)
+    for k, copy in enumerate(ranges):
+        features = np.concatenate([x[:, :-1] for x in scaled[2 * k:2 * k + 2]])
+        assert features.min(axis=0) == pytest.approx([0.0, 0.0]), f"copy {copy}"
+        assert features.max(axis=0) == pytest.approx([1.0, 1.0]), f"copy {copy}"

@@ -24,11 +24,11 @@ probes = {video: read_json(f) for found in inputs.values() for video, f in found
 sets = {}
 for split, found in inputs.items():
     # Augmented copies carry the labels of their samples and only ever join the training split.
-    embedding_sets = [{sample: Path(f) for sample, f in files.items()}
-                      for files in (found.embeddings, *found.augmented.values())]
+    embeddings = {sample: Path(f) for sample, f in found.embeddings.items()}
+    augmented = {copy: {sample: Path(f) for sample, f in files.items()} for copy, files in found.augmented.items()}
     log.info("%s: %d samples, %d augmented copies", split, len(found.samples), len(found.augmented))
     sets[split] = labelled_sequences(list(found.samples), task, split, Path(p.corpus), spec["modality"],
-                                     embedding_sets, probes, log.warning, p.expr_label_s)
+                                     embeddings, augmented, probes, log.warning, p.expr_label_s)
 for split, sequences in sets.items():
     labelled = require_labelled_steps(task, split, sequences, f"model {snakemake.wildcards.model}, task {task}")
     log.info("%s: %d sequences, %d steps, %d labelled", split, len(sequences), sum(len(s.frames) for s in sequences),

@@ -18,7 +18,8 @@ class Normalizer:
     """Embedding normalisation; steps without an embedding become zeros and a presence flag says so.
 
     zscore and minmax use training-set statistics; per_video_minmax scales each video by its own range
-    (it needs no labels, so test videos are scaled the same way).
+    (it needs no labels, so test videos are scaled the same way), and each augmented copy of a video's audio
+    by the copy's own range.
     """
 
     kind: str
@@ -42,7 +43,7 @@ class Normalizer:
         ranges = _video_ranges(sequences) if self.kind == "per_video_minmax" else {}
         out = []
         for seq in sequences:
-            offset, scale = ranges.get(seq.video, (self.offset, self.scale))
+            offset, scale = ranges.get((seq.video, seq.copy), (self.offset, self.scale))
             present = seq.present
             scaled = np.where(present[:, None], (seq.features - offset) / scale, 0.0)
             out.append(np.concatenate([scaled, present[:, None]], axis=1).astype(np.float32))
@@ -68,15 +69,19 @@ def _array(values: torch.Tensor | None) -> np.ndarray | None:
 MIN_SCALE = 1e-6
 
 
-def _video_ranges(sequences: Sequence[StepSequence]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _video_ranges(sequences: Sequence[StepSequence]
+                  ) -> dict[tuple[str, str | None], tuple[np.ndarray, np.ndarray]]:
+    """(offset, scale) of each (video, augmented copy): the SUN paper's per-video MinMax scales every video by its
+    own min and max, which a test video is too. An augmented copy (noise, gain, polarity) is another recording of
+    the video, so it gets its own range, as a test video recorded that way would; its original's range would put it
+    where no test input ever lies, and a range pooled over the original and its copies would squash them all."""
     ranges = {}
-    for video in {s.video for s in sequences}:
-        rows = [s.features[s.present] for s in sequences if s.video == video]
-        stacked = np.concatenate(rows) if rows else np.zeros((0, 0))
+    for key in {(s.video, s.copy) for s in sequences}:
+        stacked = np.concatenate([s.features[s.present] for s in sequences if (s.video, s.copy) == key])
         if len(stacked) == 0:
             dim = sequences[0].features.shape[1]
-            ranges[video] = (np.zeros(dim), np.ones(dim))
+            ranges[key] = (np.zeros(dim), np.ones(dim))
             continue
         low = stacked.min(axis=0)
-        ranges[video] = (low, np.maximum(stacked.max(axis=0) - low, MIN_SCALE))
+        ranges[key] = (low, np.maximum(stacked.max(axis=0) - low, MIN_SCALE))
     return ranges

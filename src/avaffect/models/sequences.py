@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +28,17 @@ class StepSequence:
     times: np.ndarray  # (T,) seconds
     features: np.ndarray  # (T, F) float32, NaN rows where there is no embedding (no face)
     labels: np.ndarray | None = None  # (T, 2) float with NaN, or (T,) int with -1
+    copy: str | None = None  # the augmented copy of the video's audio these embeddings are of; None: the original
 
     @property
     def present(self) -> np.ndarray:
         return ~np.isnan(self.features).any(axis=1)
 
 
-def sequences_from_table(table: pd.DataFrame, video: str, group: str | None) -> list[StepSequence]:
-    """Sequences of an embedding table: one per video, or one per value of `group` (audio windows)."""
+def sequences_from_table(table: pd.DataFrame, video: str, group: str | None, copy: str | None
+                         ) -> list[StepSequence]:
+    """Sequences of an embedding table: one per video, or one per value of `group` (audio windows); `copy` names
+    the augmented copy the table embeds."""
     keys = [None] if group is None else sorted(table[group].unique())
     out = []
     for key in keys:
@@ -46,7 +49,8 @@ def sequences_from_table(table: pd.DataFrame, video: str, group: str | None) -> 
         for i, emb in enumerate(part["embedding"]):
             if emb is not None:
                 features[i] = emb
-        out.append(StepSequence(video, part["frame"].to_numpy(np.int64), part["time_s"].to_numpy(float), features))
+        out.append(StepSequence(video, part["frame"].to_numpy(np.int64), part["time_s"].to_numpy(float), features,
+                                copy=copy))
     return out
 
 
@@ -81,12 +85,13 @@ def valid_labels(task: str, labels: np.ndarray) -> np.ndarray:
     return ~np.isnan(labels).any(axis=-1) if task == "va" else labels != EXPR_INVALID
 
 
-def video_sequences(embedding_file: Path, video: str, modality: str) -> list[StepSequence]:
-    """Face embeddings form one sequence per video; audio embeddings one per voiced window."""
+def video_sequences(embedding_file: Path, video: str, modality: str, copy: str | None = None) -> list[StepSequence]:
+    """Face embeddings form one sequence per video; audio embeddings one per voiced window. `copy` names the
+    augmented copy of the audio that `embedding_file` embeds."""
     table = read_parquet(embedding_file)
     if table.empty:
         return []
-    return sequences_from_table(table, video, "window" if modality == "audio" else None)
+    return sequences_from_table(table, video, "window" if modality == "audio" else None, copy)
 
 
 def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: int, log) -> np.ndarray:
@@ -105,20 +110,22 @@ def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: in
 
 
 def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
-                       embedding_sets: Sequence[dict[str, Path]], probes: dict[str, dict], log, expr_label_s: float
-                       ) -> list[StepSequence]:
-    """Sequences of the samples with their labels, from each embedding set that has the sample (the originals,
-    then augmented copies, which carry their sample's labels); annotation/video length mismatches are logged.
+                       embeddings: Mapping[str, Path], augmented: Mapping[str, Mapping[str, Path]],
+                       probes: dict[str, dict], log, expr_label_s: float) -> list[StepSequence]:
+    """Sequences of the samples with their labels, from their `embeddings`, then from each augmented copy
+    (`augmented`: copy -> sample -> file) that has the sample; a copy carries its sample's labels and its name
+    (`StepSequence.copy`). Annotation/video length mismatches are logged.
 
     Audio windows take window labels (`attach_window_labels`, EXPR by majority per `expr_label_s`)."""
+    sources = [(None, embeddings), *augmented.items()]
     out = []
     for sample in samples:
         video = video_of(sample)
         aligned = sample_labels(corpus, task, split, sample, probes[video]["n_frames"], log)
-        for embeddings in embedding_sets:
-            if sample not in embeddings:
+        for copy, files in sources:
+            if sample not in files:
                 continue
-            sequences = video_sequences(embeddings[sample], sample, modality)
+            sequences = video_sequences(files[sample], sample, modality, copy)
             if modality == "audio":
                 out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
             else:
