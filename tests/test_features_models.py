@@ -304,3 +304,24 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience_epochs_wit
     assert improved == [True, True, False] and not stopping.exhausted(3, logged.append)
     assert not stopping.improved(4, {"p_va": 0.3}) and stopping.exhausted(4, logged.append)
     assert stopping.best_epoch == 2 and logged == ["early stop after 4 epochs: best epoch 2"]
+
+
+def test_early_stopping_never_takes_a_nan_score_for_better():
+    nan = float("nan")
+    stopping = EarlyStopping("macro_f1", 2)
+    assert stopping.improved(1, {"macro_f1": nan})  # kept only until an epoch with a score comes
+    assert stopping.improved(2, {"macro_f1": 0.2})
+    assert not stopping.improved(3, {"macro_f1": nan}) and not stopping.improved(4, {"macro_f1": 0.1})
+    assert stopping.best_epoch == 2 and stopping.best_score == 0.2 and stopping.exhausted(4, lambda _: None)
+
+
+def test_best_window_ignores_nan_scores_and_refuses_when_every_score_is_nan():
+    from avaffect.models.training import best_window
+
+    nan = float("nan")
+    validation = {"1": {"p_va": nan, "ccc_valence": nan}, "2": {"p_va": 0.3}, "4": {"p_va": 0.5}, "8": {"p_va": nan}}
+    best, scores = best_window(validation, "va", "model m, task va")
+    assert best == "4" and list(scores) == ["1", "2", "4", "8"] and scores["2"] == 0.3 and np.isnan(scores["8"])
+    assert best_window({"2": {"macro_f1": 0.4}, "4": {"macro_f1": 0.4}}, "expr", "model m, task expr")[0] == "2"
+    with pytest.raises(ValueError, match=r"model m, task va: .*p_va is NaN for every window \(1, 8 s\)"):
+        best_window({"1": {"p_va": nan}, "8": {"p_va": nan}}, "va", "model m, task va")

@@ -3,7 +3,7 @@ metric, and their prediction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +142,25 @@ def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequ
     return out
 
 
+def is_better(score: float, best: float) -> bool:
+    """Whether a validation `score` beats the `best` so far. A NaN score (an undefined metric: the CCC of a constant
+    prediction against constant labels) never does, and any other beats a NaN best."""
+    return not np.isnan(score) and (np.isnan(best) or score > best)
+
+
+def best_window(validation: Mapping[str, Mapping[str, float]], task: str, what: str) -> tuple[str, dict[str, float]]:
+    """The window (of the sweep's tags) whose model scores best on its validation scores by the task's metric, and
+    each window's score; ties go to the first. A NaN score never wins; NaN for every window is an error naming
+    `what` (model, task)."""
+    metric = PRIMARY_METRIC[task]
+    scores = {window: values[metric] for window, values in validation.items()}
+    scored = {window: score for window, score in scores.items() if not np.isnan(score)}
+    if not scored:
+        raise ValueError(f"{what}: the validation {metric} is NaN for every window ({', '.join(scores)} s); "
+                         "see those windows' training logs")
+    return max(scored, key=scored.get), scores
+
+
 @dataclass
 class EarlyStopping:
     """The epoch best on validation by `metric`, and whether `patience` epochs have passed without a better one."""
@@ -153,8 +172,9 @@ class EarlyStopping:
     stale: int = 0
 
     def improved(self, epoch: int, scores: dict[str, float]) -> bool:
-        """Whether `epoch` scores better than every epoch before it (the caller keeps its weights)."""
-        if self.best_epoch is None or scores[self.metric] > self.best_score:
+        """Whether `epoch` scores better than every epoch before it (the caller keeps its weights). The first epoch
+        is kept even with a NaN score, so that there is a checkpoint, until an epoch with a score comes."""
+        if self.best_epoch is None or is_better(scores[self.metric], self.best_score):
             self.best_epoch, self.best_score, self.stale = epoch, scores[self.metric], 0
             return True
         self.stale += 1
