@@ -100,6 +100,22 @@ def coloured_frames(n: int, size: int = 64) -> list[tuple[int, np.ndarray]]:
     return frames
 
 
+def test_fine_tune_keeps_a_finite_epoch_over_a_nan_first_one(monkeypatch):
+    # a constant prediction's CCC is 0/0: the first epoch scores NaN, the second a number, the third NaN again
+    epoch_scores = iter([float("nan"), 0.1, float("nan")])
+    monkeypatch.setattr("avaffect.models.static_training.static_scores",
+                        lambda task, labels, outputs: {"p_va": next(epoch_scores)})
+    model = small_model("va")
+    prep = replace(Preprocessing.of(model), size=64)
+    frames = coloured_frames(6)
+    boxes = {number: FaceBox(16, 16, 48, 48, 0.9, NO_POINTS) for number, _ in frames}
+    labels = np.array([[n % 2 - 0.5, 0.2] for n in range(1, 7)])
+    crops, crop_labels = labelled_crops(frames, boxes, labels, 15, prep.size)
+    settings = StaticTrainSettings(epochs=3, batch_size=6, learning_rate=1e-3, weight_decay=0.0, seed=0)
+    checkpoint = fine_tune(model, prep, crops, crop_labels, crops, crop_labels, settings, "cpu", lambda _: None)
+    assert checkpoint["epoch"] == 2 and checkpoint["scores"] == {"p_va": 0.1}
+
+
 @pytest.mark.parametrize("task", ["expr", "va"])
 def test_fine_tune_checkpoint_round_trip_and_embedding_table(tmp_path, task):
     model = small_model(task)

@@ -103,13 +103,13 @@ def test_training_learns_a_mapping_and_is_reproducible(family, normalization, lo
     settings = TrainSettings(window=20, hop=10, epochs=25, batch_size=8, learning_rate=3e-3,
                              weight_decay=0.0, patience=25, seed=0, normalization=normalization, loss=loss)
     arch = {"d_model": 32, "n_layers": 1, "n_heads": 4, "dropout": 0.0}
-    first, history = train("va", train_set, validation, family, arch, settings, "cpu", lambda _: None)
-    again, _ = train("va", train_set, validation, family, arch, settings, "cpu", lambda _: None)
+    first, history = train("va", train_set, validation, family, arch, settings, "cpu", lambda _: None, what="model m")
+    again, _ = train("va", train_set, validation, family, arch, settings, "cpu", lambda _: None, what="model m")
     assert first["scores"]["p_va"] > 0.6
     assert first["scores"] == again["scores"]
     assert history[-1]["loss"] < history[0]["loss"]
     model, norm = load_checkpoint(first, "cpu")
-    (out,) = predict(model, norm, "va", validation, first["window"], first["hop"], "cpu")
+    (out,) = predict(model, norm, "va", validation, first["window"], first["hop"], "cpu", what="model m")
     assert out.shape == (60, 2)
 
 
@@ -119,8 +119,48 @@ def test_predict_averages_overlapping_windows():
     norm = Normalizer.fit([seq], "zscore")
     model = build_model(ModelConfig(family="transformer", n_features=4, n_outputs=8, d_model=16, n_heads=4,
                                     n_layers=1))
-    (out,) = predict(model, norm, "expr", [seq], window=20, hop=10, device="cpu")
+    (out,) = predict(model, norm, "expr", [seq], window=20, hop=10, device="cpu", what="model m")
     assert out.shape == (45, 8) and np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_windows_shorter_than_the_hop_train_on_and_predict_every_step():
+    # the Aff-Wild2 sweep's 1 s window (5 steps) with the 2 s hop (10 steps), on a sequence with absent steps
+    rng = np.random.default_rng(5)
+    seq = synthetic("v", 40, rng, "expr")  # 8 windows of 5 steps, none overlapping
+    assert not seq.present.all()
+    norm = Normalizer.fit([seq], "zscore")
+    data = make_windows([seq], norm.transform([seq]), "expr", 5, 10)
+    assert data.mask.sum() == seq.present.sum()
+    model = build_model(ModelConfig(family="transformer", n_features=4, n_outputs=8, d_model=16, n_heads=4,
+                                    n_layers=1))
+    (out,) = predict(model, norm, "expr", [seq], window=5, hop=10, device="cpu", what="model m")
+    assert np.isfinite(out).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_training_with_a_hop_longer_than_the_window_logs_and_keeps_the_covering_hop():
+    rng = np.random.default_rng(8)
+    train_set, validation = [synthetic("t", 40, rng, "va")], [synthetic("v", 40, rng, "va")]
+    settings = TrainSettings(window=5, hop=10, epochs=1, batch_size=8, learning_rate=1e-3, weight_decay=0.0,
+                             patience=1, seed=0)
+    arch = {"d_model": 16, "n_layers": 1, "n_heads": 4, "dropout": 0.0}
+    logged = []
+    best, _ = train("va", train_set, validation, "transformer", arch, settings, "cpu", logged.append,
+                    what="model m, task va, window 1 s")
+    assert best["hop"] == 5 and np.isfinite(best["scores"]["p_va"])
+    assert "model m, task va, window 1 s: training.hop_s (10 steps) is longer than the window (5 steps); windows " \
+           "come every 5 steps" in logged[0]
+
+
+def test_a_nan_prediction_is_an_error_naming_the_model_task_window_and_video():
+    rng = np.random.default_rng(6)
+    seq = synthetic("clip 7", 30, rng, "expr")
+    norm = Normalizer.fit([seq], "zscore")
+    model = build_model(ModelConfig(family="transformer", n_features=4, n_outputs=8, d_model=16, n_heads=4,
+                                    n_layers=1))
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))  # a model whose training diverged
+    with pytest.raises(ValueError, match=r"model m, task expr, window 1 s: .*'clip 7'"):
+        predict(model, norm, "expr", [seq], window=5, hop=5, device="cpu", what="model m, task expr, window 1 s")
 
 
 def test_ccc_loss_is_zero_for_perfect_and_two_for_inverted_predictions():
@@ -164,14 +204,32 @@ def test_kelm_trains_on_functionals_and_predicts_window_centres(task):
     train_set = [synthetic(f"t{i}", 80, rng, task) for i in range(5)]
     validation = [synthetic("v", 80, rng, task)]
     settings = KelmSettings(window_s=2.0, kernel="rbf", Cs=(0.1, 1.0, 10.0), weighted=task == "expr", folds=3)
-    checkpoint = train_kelm(task, train_set, validation, settings, lambda _: None)
+    checkpoint = train_kelm(task, train_set, validation, settings, lambda _: None, what="model k")
     assert checkpoint["C"] in settings.Cs and checkpoint["family"] == "kelm"
     columns = ["valence", "arousal"] if task == "va" else [f"c{k}" for k in range(8)]
-    table = predict_kelm(checkpoint, validation, columns)
+    table = predict_kelm(checkpoint, validation, columns, what="model k")
     assert table["time_s"].tolist() == pytest.approx(np.arange(8) * 2.0 + 1.0)
     assert table["frame"].tolist() == [6 + 10 * k for k in range(8)]
     if task == "va":
         assert checkpoint["scores"]["p_va"] > 0.3
+
+
+def test_a_nan_kelm_prediction_is_an_error_naming_the_model_task_window_and_video(monkeypatch):
+    from avaffect.models.functionals import KelmSettings, predict_kelm, train_kelm
+    from avaffect.models.kelm import KernelELM
+
+    rng = np.random.default_rng(7)
+    train_set = [synthetic(f"t{i}", 40, rng, "expr") for i in range(3)]
+    validation = [synthetic("clip 7", 40, rng, "expr")]
+    settings = KelmSettings(window_s=2.0, kernel="linear", Cs=(1.0,), weighted=True, folds=3)
+    what = "model k, task expr, window 2 s"
+    checkpoint = train_kelm("expr", train_set, validation, settings, lambda _: None, what=what)
+    # a KELM whose scores are NaN (as from an infinite embedding): softmax and argmax would hide it
+    monkeypatch.setattr(KernelELM, "predict", lambda self, X: np.full((len(X), 8), np.nan))
+    with pytest.raises(ValueError, match=r"model k, task expr, window 2 s: .*'clip 7'"):
+        predict_kelm(checkpoint, validation, [f"c{k}" for k in range(8)], what=what)
+    with pytest.raises(ValueError, match=r"model k, task expr, window 2 s: .*'clip 7'"):
+        train_kelm("expr", train_set, validation, settings, lambda _: None, what=what)
 
 
 @pytest.mark.parametrize("family", ["audio_gru", "audio_transformer"])
@@ -232,7 +290,8 @@ def test_audio_models_train_through_the_shared_loop(family, task):
     audio = {"units": 32, "gru_layers": 2, "heads": [4, 2], "dense": 16, "dropout": 0.0, "label_smoothing": 0.1}
     architecture = audio_architecture(audio, task, 1.0, 5.0)
     assert architecture["slot_steps"] == (5 if task == "expr" else 1)
-    best, history = train(task, train_set, validation, family, architecture, settings, "cpu", lambda _: None)
+    best, history = train(task, train_set, validation, family, architecture, settings, "cpu", lambda _: None,
+                          what="model m")
     assert history[-1]["loss"] < history[0]["loss"]
     assert best["scores"]["accuracy" if task == "expr" else "p_va"] > (0.8 if task == "expr" else 0.4)
     model, norm = load_checkpoint(best, "cpu")
@@ -245,3 +304,24 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience_epochs_wit
     assert improved == [True, True, False] and not stopping.exhausted(3, logged.append)
     assert not stopping.improved(4, {"p_va": 0.3}) and stopping.exhausted(4, logged.append)
     assert stopping.best_epoch == 2 and logged == ["early stop after 4 epochs: best epoch 2"]
+
+
+def test_early_stopping_never_takes_a_nan_score_for_better():
+    nan = float("nan")
+    stopping = EarlyStopping("macro_f1", 2)
+    assert stopping.improved(1, {"macro_f1": nan})  # kept only until an epoch with a score comes
+    assert stopping.improved(2, {"macro_f1": 0.2})
+    assert not stopping.improved(3, {"macro_f1": nan}) and not stopping.improved(4, {"macro_f1": 0.1})
+    assert stopping.best_epoch == 2 and stopping.best_score == 0.2 and stopping.exhausted(4, lambda _: None)
+
+
+def test_best_window_ignores_nan_scores_and_refuses_when_every_score_is_nan():
+    from avaffect.models.training import best_window
+
+    nan = float("nan")
+    validation = {"1": {"p_va": nan, "ccc_valence": nan}, "2": {"p_va": 0.3}, "4": {"p_va": 0.5}, "8": {"p_va": nan}}
+    best, scores = best_window(validation, "va", "model m, task va")
+    assert best == "4" and list(scores) == ["1", "2", "4", "8"] and scores["2"] == 0.3 and np.isnan(scores["8"])
+    assert best_window({"2": {"macro_f1": 0.4}, "4": {"macro_f1": 0.4}}, "expr", "model m, task expr")[0] == "2"
+    with pytest.raises(ValueError, match=r"model m, task va: .*p_va is NaN for every window \(1, 8 s\)"):
+        best_window({"1": {"p_va": nan}, "8": {"p_va": nan}}, "va", "model m, task va")

@@ -57,6 +57,15 @@ def test_sliding_starts_cover_the_end():
     assert sliding_starts(45, 20, 10).tolist() == [0, 10, 20, 25]
 
 
+def test_sliding_windows_shorter_than_the_hop_still_cover_every_step():
+    # the Aff-Wild2 sweep's 1 s window (5 steps) with the 2 s hop (10 steps)
+    starts = sliding_starts(32, 5, 10)
+    covered = np.zeros(32, bool)
+    for start in starts:
+        covered[start:start + 5] = True
+    assert covered.all() and starts.tolist() == [0, 5, 10, 15, 20, 25, 27]
+
+
 def test_voiced_windows():
     assert voiced_windows([(1.0, 2.0)], 10.0, 4.0, 2.0) == [(0.0, 4.0)]
     assert voiced_windows([(8.5, 9.5)], 10.0, 4.0, 2.0) == [(6.0, 10.0)]

@@ -15,6 +15,7 @@ from avaffect.models.training import load_checkpoint, predict
 log = job_logger(snakemake.log[0], "predict")
 task = snakemake.wildcards.task
 columns = list(PREDICTION_COLUMNS[task])
+what = f"model {snakemake.wildcards.model}, task {task}, window {snakemake.wildcards.window} s"
 checkpoint = read_checkpoint(Path(snakemake.input.checkpoint))
 sequences = []
 inputs = read_sample_set(Path(snakemake.input.samples))
@@ -23,10 +24,11 @@ for sample in inputs.samples:
     log.info("%s: %d steps with an embedding", sample, sum(int(s.present.sum()) for s in found))
     sequences += found
 if checkpoint.get("family") == "kelm":
-    table = predict_kelm(checkpoint, sequences, columns)
+    table = predict_kelm(checkpoint, sequences, columns, what=what)
 else:
     device = resolve_device(snakemake.params.device)
     model, normalizer = load_checkpoint(checkpoint, device)
-    outputs = predict(model, normalizer, task, sequences, checkpoint["window"], checkpoint["hop"], device)
+    outputs = predict(model, normalizer, task, sequences, checkpoint["window"], checkpoint["hop"], device,
+                      what=what)
     table = prediction_table(sequences, outputs, columns)
 write_parquet(table, Path(snakemake.output[0]))

@@ -6,12 +6,14 @@ from pathlib import Path
 from avaffect.core.logs import job_logger
 from avaffect.core.tables import atomic_write, read_json, write_json
 from avaffect.corpus.metrics import PRIMARY_METRIC
+from avaffect.models.training import best_window
 
 log = job_logger(snakemake.log[0], "select_window")
-metric = PRIMARY_METRIC[snakemake.wildcards.task]
-scores = {w: read_json(f)["validation"][metric] for w, f in zip(snakemake.params.windows, snakemake.input.metrics,
-                                                                  strict=True)}
-best = max(scores, key=scores.get)
+task = snakemake.wildcards.task
+metric = PRIMARY_METRIC[task]
+validation = {w: read_json(f)["validation"] for w, f in zip(snakemake.params.windows, snakemake.input.metrics,
+                                                              strict=True)}
+best, scores = best_window(validation, task, f"model {snakemake.wildcards.model}, task {task}")
 log.info("validation %s per window (s): %s; keeping %s s", metric, scores, best)
 index = snakemake.params.windows.index(best)
 for split in ("validation", "test"):

@@ -18,6 +18,7 @@ log = job_logger(snakemake.log[0], "train")
 p = snakemake.params
 task, window_s = snakemake.wildcards.task, float(snakemake.wildcards.window)
 spec = p.model
+what = f"model {snakemake.wildcards.model}, task {task}, window {window_s:g} s"
 torch.set_num_threads(snakemake.threads)
 inputs = {split: read_sample_set(Path(snakemake.input[split])) for split in ("train", "validation")}
 probes = {video: read_json(f) for found in inputs.values() for video, f in found.probes.items()}
@@ -30,7 +31,7 @@ for split, found in inputs.items():
     sets[split] = labelled_sequences(list(found.samples), task, split, Path(p.corpus), spec["modality"],
                                      embeddings, augmented, probes, log.warning, p.expr_label_s)
 for split, sequences in sets.items():
-    labelled = require_labelled_steps(task, split, sequences, f"model {snakemake.wildcards.model}, task {task}")
+    labelled = require_labelled_steps(task, split, sequences, what)
     log.info("%s: %d sequences, %d steps, %d labelled", split, len(sequences), sum(len(s.frames) for s in sequences),
              labelled)
 device = resolve_device(p.device)
@@ -39,7 +40,7 @@ if spec["family"] == "kelm":
     k = p.family["kelm"]
     settings = KelmSettings(window_s=window_s, kernel=k["kernel"], Cs=tuple(k["Cs"]), weighted=k["weighted"],
                             folds=k["folds"], normalization=spec["normalization"])
-    checkpoint = train_kelm(task, sets["train"], sets["validation"], settings, log.info)
+    checkpoint = train_kelm(task, sets["train"], sets["validation"], settings, log.info, what=what)
     history = [{"C": float(c), "cross_validation_score": v} for c, v in checkpoint["cv_scores"].items()]
     device = "cpu"
 else:
@@ -59,7 +60,7 @@ else:
         architecture |= {"tcn_kernel": p.family["tcn"]["kernel"], "tcn_dilations": tuple(p.family["tcn"]["dilations"])}
     log.info("training %s on %s", spec["family"], device)
     checkpoint, history = train(task, sets["train"], sets["validation"], spec["family"], architecture, settings,
-                                device, log.info)
+                                device, log.info, what=what)
 checkpoint["modality"] = spec["modality"]
 write_checkpoint(checkpoint, Path(snakemake.output.checkpoint))
 write_json({"task": task, "model": snakemake.wildcards.model, "family": spec["family"], "window_s": window_s,

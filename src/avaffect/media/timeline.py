@@ -26,11 +26,19 @@ def sample_frames(n_frames: int, fps: float, rate: float) -> np.ndarray:
     return np.unique(np.clip(np.round(times * fps).astype(np.int64) + 1, 1, n_frames))
 
 
+def covering_hop(window: int, hop: int) -> int:
+    """The hop between windows of `window` steps that leaves no step outside every window: `hop`, or `window` when
+    the hop is longer (the Aff-Wild2 sweep's 1 s window with its 2 s hop), whose gaps would be steps that training
+    never sees and that prediction has no window for."""
+    return min(hop, window)
+
+
 def sliding_starts(length: int, window: int, hop: int) -> np.ndarray:
-    """Start indices of windows of `window` steps every `hop` steps; the last window ends at `length`."""
+    """Start indices of windows of `window` steps every `covering_hop(window, hop)` steps, so that every step is
+    in a window; the last window ends at `length`."""
     if length <= window:
         return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, length - window + 1, hop)
+    starts = np.arange(0, length - window + 1, covering_hop(window, hop))
     if starts[-1] + window < length:
         starts = np.append(starts, length - window)
     return starts

@@ -15,7 +15,7 @@ from avaffect.media.timeline import (
 )
 from avaffect.models.kelm import KernelELM, class_balance_weights, decode_scores, encode_targets, select_C
 from avaffect.models.normalization import Normalizer
-from avaffect.models.sequences import StepSequence, prediction_table, valid_labels
+from avaffect.models.sequences import StepSequence, prediction_table, require_finite_predictions, valid_labels
 
 
 def functionals(times: np.ndarray, features: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -85,23 +85,26 @@ def functional_rows(sequences: Sequence[StepSequence], inputs: Sequence[np.ndarr
 
 
 def _kelm_data(task: str, sequences: Sequence[StepSequence], normalizer: Normalizer, window_s: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X, labels, groups = [], [], []
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Functionals, labels, videos and start times (s) of the windows with a valid label."""
+    X, labels, groups, times = [], [], [], []
     for seq, (starts, matrix) in zip(sequences, functional_rows(sequences, normalizer.transform(sequences),
                                                                  window_s), strict=True):
         X.append(matrix)
         labels.append(window_labels(task, seq, starts, window_s))
         groups += [seq.video] * len(matrix)
+        times.append(starts)
     labels_all = np.concatenate(labels)
     keep = valid_labels(task, labels_all)
-    return np.concatenate(X)[keep], labels_all[keep], np.array(groups)[keep]
+    return np.concatenate(X)[keep], labels_all[keep], np.array(groups)[keep], np.concatenate(times)[keep]
 
 
 def train_kelm(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence],
-               settings: KelmSettings, log) -> dict:
-    """Functionals + kernel ELM: C chosen by cross-validation over training videos, then fit on all of them."""
+               settings: KelmSettings, log, *, what: str) -> dict:
+    """Functionals + kernel ELM: C chosen by cross-validation over training videos, then fit on all of them.
+    A NaN validation prediction is an error naming `what` (model, task, window)."""
     normalizer = Normalizer.fit(train_set, settings.normalization)
-    X, labels, groups = _kelm_data(task, train_set, normalizer, settings.window_s)
+    X, labels, groups, _ = _kelm_data(task, train_set, normalizer, settings.window_s)
     weighted = settings.weighted and task == "expr"
     C, cv_scores = select_C(X, labels, groups, task, settings.Cs, settings.kernel, weighted=weighted,
                             n_folds=settings.folds)
@@ -111,8 +114,10 @@ def train_kelm(task: str, train_set: Sequence[StepSequence], validation_set: Seq
     checkpoint = {"family": "kelm", "task": task, "kelm": model.to_state(), "normalizer": normalizer.to_state(),
                   "window_s": settings.window_s, "C": C,
                   "cv_scores": {f"{c:g}": float(v) for c, v in cv_scores.items()}}
-    val_X, val_labels, _ = _kelm_data(task, validation_set, normalizer, settings.window_s)
-    scores = window_scores(task, val_labels, decode_scores(task, model.predict(val_X)))
+    val_X, val_labels, val_videos, val_times = _kelm_data(task, validation_set, normalizer, settings.window_s)
+    outputs = decode_scores(task, model.predict(val_X))
+    require_finite_predictions(what, outputs, val_videos, val_times)
+    scores = window_scores(task, val_labels, outputs)
     checkpoint["scores"] = scores
     return checkpoint
 
@@ -122,8 +127,10 @@ def window_scores(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[st
     return {k: float(v) for k, v in scores.items()}
 
 
-def predict_kelm(checkpoint: dict, sequences: Sequence[StepSequence], columns: list[str]) -> pd.DataFrame:
-    """Rows (video, frame, time_s, outputs) at the centre of every functional window with a face."""
+def predict_kelm(checkpoint: dict, sequences: Sequence[StepSequence], columns: list[str], *, what: str
+                 ) -> pd.DataFrame:
+    """Rows (video, frame, time_s, outputs) at the centre of every functional window with a face. A NaN prediction
+    is an error naming `what` (model, task, window) and the video."""
     model = KernelELM.from_state(checkpoint["kelm"])
     normalizer = Normalizer.from_state(checkpoint["normalizer"])
     window_s = checkpoint["window_s"]
@@ -134,6 +141,8 @@ def predict_kelm(checkpoint: dict, sequences: Sequence[StepSequence], columns: l
             continue
         centres = starts + window_s / 2
         frames = np.interp(centres, seq.times, seq.frames).round().astype(np.int64)
-        outputs.append(decode_scores(checkpoint["task"], model.predict(matrix)))
+        decoded = decode_scores(checkpoint["task"], model.predict(matrix))
+        require_finite_predictions(what, decoded, np.full(len(decoded), seq.video), centres)
+        outputs.append(decoded)
         steps.append(StepSequence(seq.video, frames, centres, np.zeros((len(centres), 1), np.float32)))
     return prediction_table(steps, outputs, columns)

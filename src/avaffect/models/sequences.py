@@ -143,6 +143,22 @@ def require_labelled_steps(task: str, split: str, sequences: Sequence[StepSequen
     return steps
 
 
+def require_finite_predictions(what: str, outputs: np.ndarray, videos: np.ndarray, times_s: np.ndarray) -> None:
+    """Refuse predictions (rows, outputs) that hold a NaN (or an infinity), naming `what` (model, task, window) and
+    the video and time of the first such row.
+
+    A NaN prediction would make a validation score NaN, and an EXPR argmax would take it for class 0, silently.
+    A step without an embedding is no such case: the model sees it as zeros with the presence flag off
+    (`Normalizer.transform`).
+    """
+    bad = ~np.isfinite(outputs).all(axis=-1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(f"{what}: {int(bad.sum())} of {len(bad)} predictions are NaN or infinite, the first for "
+                         f"'{videos[first]}' at {times_s[first]:.2f} s; check the training log for a diverged loss and "
+                         "that video's embeddings for infinite values")
+
+
 def prediction_table(sequences: Sequence[StepSequence], outputs: Sequence[np.ndarray], columns: list[str]
                      ) -> pd.DataFrame:
     """Rows (video, frame, time_s, one column per output) for the steps that had an embedding."""

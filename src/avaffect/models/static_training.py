@@ -11,12 +11,12 @@ import torch
 
 from avaffect.core.checkpoints import state_copy
 from avaffect.core.progress import EVERY_UNIT, Progress
-from avaffect.corpus.metrics import expr_scores, va_scores
+from avaffect.corpus.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.corpus.tasks import EXPR_CLASSES
 from avaffect.face.backbones import HEAD_OUTPUTS, Preprocessing, StaticFER, crop_embedder, face_crop, to_tensor
 from avaffect.face.boxes import FaceBox, on_tracked_faces
 from avaffect.models.sequences import valid_labels
-from avaffect.models.training import class_weights_of, masked_loss
+from avaffect.models.training import class_weights_of, is_better, masked_loss
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,6 @@ def static_scores(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[st
     if task == "va":
         return va_scores(labels, outputs)
     return expr_scores(labels, outputs.argmax(axis=1))
-
-
-SELECTION = {"va": "p_va", "expr": "macro_f1"}
 
 
 def evaluate(model: StaticFER, crops: np.ndarray, prep: Preprocessing, batch_size: int, device: str
@@ -93,7 +90,7 @@ def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, tr
         history.append({"epoch": epoch, "train_loss": total / len(train_crops)} | scores)
         log(f"epoch {epoch}: train loss {total / len(train_crops):.4f}, validation {scores}")
         epochs.advance()
-        if not best or scores[SELECTION[task]] > best["scores"][SELECTION[task]]:
+        if not best or is_better(scores[PRIMARY_METRIC[task]], best["scores"][PRIMARY_METRIC[task]]):
             best = {"epoch": epoch, "scores": scores, "state_dict": state_copy(model)}
     return best | {"config": asdict(model.config), "preprocessing": asdict(prep), "history": history}
 

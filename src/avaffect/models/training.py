@@ -3,7 +3,7 @@ metric, and their prediction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +14,10 @@ from avaffect.core.checkpoints import state_copy
 from avaffect.core.progress import EVERY_UNIT, Progress
 from avaffect.corpus.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.corpus.tasks import output_activation
-from avaffect.media.timeline import sliding_starts
+from avaffect.media.timeline import covering_hop, sliding_starts
 from avaffect.models.families import ModelConfig, build_model
 from avaffect.models.normalization import MIN_SCALE, Normalizer
-from avaffect.models.sequences import TASK_OUTPUTS, StepSequence, valid_labels
+from avaffect.models.sequences import TASK_OUTPUTS, StepSequence, require_finite_predictions, valid_labels
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,13 @@ def score(task: str, sequences: Sequence[StepSequence], predictions: Sequence[np
 
 
 def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequence[StepSequence],
-            window: int, hop: int, device: str) -> list[np.ndarray]:
-    """Per-step predictions of every sequence; overlapping windows are averaged."""
+            window: int, hop: int, device: str, *, what: str) -> list[np.ndarray]:
+    """Per-step predictions of every sequence; overlapping windows are averaged. A NaN prediction is an error
+    naming `what` (model, task, window) and the video."""
     model.eval()
     out = []
     with torch.inference_mode():
-        for inputs in normalizer.transform(sequences):
+        for seq, inputs in zip(sequences, normalizer.transform(sequences), strict=True):
             x = torch.from_numpy(inputs).to(device)
             total = torch.zeros(len(x), model.config.n_outputs, device=device)
             count = torch.zeros(len(x), 1, device=device)
@@ -135,8 +136,29 @@ def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequ
                 stop = min(start + window, len(x))
                 total[start:stop] += output_activation(task, model(x[None, start:stop]))[0]
                 count[start:stop] += 1
-            out.append((total / count).cpu().numpy())
+            result = (total / count).cpu().numpy()
+            require_finite_predictions(what, result, np.full(len(result), seq.video), seq.times)
+            out.append(result)
     return out
+
+
+def is_better(score: float, best: float) -> bool:
+    """Whether a validation `score` beats the `best` so far. A NaN score (an undefined metric: the CCC of a constant
+    prediction against constant labels) never does, and any other beats a NaN best."""
+    return not np.isnan(score) and (np.isnan(best) or score > best)
+
+
+def best_window(validation: Mapping[str, Mapping[str, float]], task: str, what: str) -> tuple[str, dict[str, float]]:
+    """The window (of the sweep's tags) whose model scores best on its validation scores by the task's metric, and
+    each window's score; ties go to the first. A NaN score never wins; NaN for every window is an error naming
+    `what` (model, task)."""
+    metric = PRIMARY_METRIC[task]
+    scores = {window: values[metric] for window, values in validation.items()}
+    scored = {window: score for window, score in scores.items() if not np.isnan(score)}
+    if not scored:
+        raise ValueError(f"{what}: the validation {metric} is NaN for every window ({', '.join(scores)} s); "
+                         "see those windows' training logs")
+    return max(scored, key=scored.get), scores
 
 
 @dataclass
@@ -150,8 +172,9 @@ class EarlyStopping:
     stale: int = 0
 
     def improved(self, epoch: int, scores: dict[str, float]) -> bool:
-        """Whether `epoch` scores better than every epoch before it (the caller keeps its weights)."""
-        if self.best_epoch is None or scores[self.metric] > self.best_score:
+        """Whether `epoch` scores better than every epoch before it (the caller keeps its weights). The first epoch
+        is kept even with a NaN score, so that there is a checkpoint, until an epoch with a score comes."""
+        if self.best_epoch is None or is_better(scores[self.metric], self.best_score):
             self.best_epoch, self.best_score, self.stale = epoch, scores[self.metric], 0
             return True
         self.stale += 1
@@ -165,18 +188,23 @@ class EarlyStopping:
 
 
 def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence[StepSequence], family: str,
-          architecture: dict, settings: TrainSettings, device: str, log) -> tuple[dict, list[dict]]:
+          architecture: dict, settings: TrainSettings, device: str, log, *, what: str) -> tuple[dict, list[dict]]:
     """Train one model; keep the epoch with the best validation score. Returns checkpoint and history.
 
     Mixed precision (bfloat16) on CUDA; seeds fixed; early stopping after `patience` epochs without a
-    better validation score.
+    better validation score. Windows come every `covering_hop` steps (logged when that is shorter than the
+    settings' hop); a NaN validation prediction is an error naming `what` (model, task, window).
     """
     torch.manual_seed(settings.seed)
     normalizer = Normalizer.fit(train_set, settings.normalization)
     n_features = train_set[0].features.shape[1] + 1
     config = ModelConfig(family=family, n_features=n_features, n_outputs=TASK_OUTPUTS[task], **architecture)
     model = build_model(config).to(device)
-    data = make_windows(train_set, normalizer.transform(train_set), task, settings.window, settings.hop)
+    hop = covering_hop(settings.window, settings.hop)
+    if hop != settings.hop:
+        log(f"{what}: training.hop_s ({settings.hop} steps) is longer than the window ({settings.window} steps); "
+            f"windows come every {hop} steps, so that every step is in one")
+    data = make_windows(train_set, normalizer.transform(train_set), task, settings.window, hop)
     weights = None
     if task == "expr":
         weights = torch.tensor(class_weights(train_set, TASK_OUTPUTS[task]), dtype=torch.float32, device=device)
@@ -206,14 +234,14 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
             optimiser.step()
             losses.append(loss.item())
         scores = score(task, validation_set,
-                       predict(model, normalizer, task, validation_set, settings.window, settings.hop, device))
+                       predict(model, normalizer, task, validation_set, settings.window, hop, device, what=what))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), **scores})
         log(f"epoch {epoch}: loss {np.mean(losses):.4f} validation {metric} {scores[metric]:.4f}")
         epochs.advance()
         if stopping.improved(epoch, scores):
             best = {"task": task, "config": config.to_dict(), "state_dict": state_copy(model), "epoch": epoch,
                     "scores": {k: float(v) for k, v in scores.items()}, "normalizer": normalizer.to_state(),
-                    "window": settings.window, "hop": settings.hop}
+                    "window": settings.window, "hop": hop}
         elif stopping.exhausted(epoch, log):
             break
     epochs.finish()
