@@ -38,13 +38,20 @@ def sliding_starts(length: int, window: int, hop: int) -> np.ndarray:
 
 def voiced_windows(segments_s: list[tuple[float, float]], duration_s: float, window_s: float, step_s: float
                    ) -> list[tuple[float, float]]:
-    """(start, end) seconds of windows that cover each voiced segment.
+    """(start, end) seconds of windows that cover each voiced segment, inside [0, duration_s].
 
     A segment shorter than a window gets one window centred on it (shifted to stay inside the recording);
-    a longer one gets windows every `step_s` and a last one ending at the segment's end.
+    a longer one gets windows every `step_s` and a last one ending at the segment's end. A segment is first
+    cut at `duration_s`, and one that starts after it has no window.
     """
     windows: list[tuple[float, float]] = []
-    for start, end in segments_s:
+    for start, segment_end in segments_s:
+        # Segments come from the video, which can outlast the audio. A window past the audio's end would hold
+        # steps with labels but no audio, and a shorter model input than its steps say; cut at the end, the
+        # last window moves back to end there, so every step keeps its own audio and the label at its time.
+        end = min(segment_end, duration_s)
+        if end <= start:
+            continue
         if end - start <= window_s:
             begin = min(max(0.0, (start + end - window_s) / 2), max(0.0, duration_s - window_s))
             windows.append((begin, min(begin + window_s, duration_s)))
