@@ -64,7 +64,8 @@ def voiced_windows(segments_s: list[tuple[float, float]], duration_s: float, win
 
 
 def window_steps(start_s: float, end_s: float, rate_hz: float) -> np.ndarray:
-    """Times (s) of the label-rate steps of a window: 4 s at 5 Hz gives 20 steps, start included."""
+    """Times (s) of the label-rate steps of a window: 4 s at 5 Hz gives 20 steps, start included. A step's
+    features are those of the audio within half a step of its time."""
     return start_s + np.arange(int(round((end_s - start_s) * rate_hz))) / rate_hz
 
 
@@ -72,7 +73,7 @@ def audio_window_grid(voiced_s: list[tuple[float, float]], duration_s: float, n_
                       rate_hz: float, window_s: float, step_s: float
                       ) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
     """Windows laid on the voiced segments, and one row per label-rate step of each: window index, the video
-    frame at the step's start (1-based) and the step's start time (s)."""
+    frame at the step's time (1-based) and the step's time (s), the centre of the audio its features hold."""
     windows = voiced_windows(voiced_s, duration_s, window_s, step_s)
     steps = [window_steps(start, end, rate_hz) for start, end in windows]
     window = np.concatenate([np.full(len(t), i, np.int64) for i, t in enumerate(steps)]) if steps else \
