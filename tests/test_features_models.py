@@ -52,6 +52,15 @@ def test_audio_window_embeddings_on_voiced_segment():
     assert empty.shape == (0, 80)
 
 
+def test_audio_window_embeddings_stop_at_the_end_of_the_audio():
+    rate, step_hz = 16000, 5.0
+    samples = np.random.default_rng(0).normal(0, 0.1, 9 * rate).astype(np.float32)  # 9 s of audio, 10 s of video
+    cols, matrix = audio_window_embeddings(samples, rate, [(3.0, 10.0)], 250, 25.0, step_hz, 4.0, 2.0, 40,
+                                           0.025, 0.01, 50, 7600)
+    assert (cols["time_s"] + 0.5 / step_hz <= 9.0 + 1e-9).all()  # every step's span lies inside the audio
+    assert (matrix != 0).any(axis=1).all()  # so no step is an all-zero embedding
+
+
 @pytest.mark.parametrize("family", ["transformer", "tcn_transformer"])
 def test_temporal_models_shapes_and_padding(family):
     model = build_model(ModelConfig(family=family, n_features=5, n_outputs=8)).eval()

@@ -80,10 +80,19 @@ def test_windows_carry_the_audio_models_step_labels_and_unlabelled_ones_are_left
     assert len(va) == len(expr) == 3
     assert all(len(a) == WINDOW_S * RATE for a in va.audio)
     assert va.labels[0].shape == (10, 2) and expr.labels[0].shape == (10,)
-    # window 0.5-2.5 s: step k starts at 0.5 + 0.2 k s, frame round(25 t) + 1; EXPR: one class per second
+    # window 0.5-2.5 s: step k is at 0.5 + 0.2 k s, frame round(25 t) + 1; EXPR: one class per second
     np.testing.assert_array_equal(va.labels[0], frame_labels("va", 125, 0)[np.round((0.5 + np.arange(10) / 5) * 25)
                                                                            .astype(int)])
     assert (expr.labels[0].reshape(2, 5) == expr.labels[0][::5, None]).all()
+
+
+def test_windows_stop_at_the_end_of_the_audio():
+    # 4 s of audio, 5 s of video voiced to its end: every window is a full window of audio, none runs past it
+    windows = labelled_windows("va", recording(4.0, 0), RATE, [(0.5, 5.0)], frame_labels("va", 125, 0), FPS,
+                               RATE_HZ, WINDOW_S, STEP_S, EXPR_LABEL_S)
+    assert len(windows) == 3  # 0.5-2.5, 1.5-3.5 and the last ending at the audio's end, 2-4 s
+    assert all(len(a) == WINDOW_S * RATE and len(labels) == WINDOW_S * RATE_HZ
+               for a, labels in zip(windows.audio, windows.labels, strict=True))
 
 
 @pytest.mark.parametrize("task", ["va", "expr"])

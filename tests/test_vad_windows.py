@@ -73,6 +73,14 @@ def test_voiced_windows():
     assert voiced_windows([(0.0, 1.0)], 2.0, 4.0, 2.0) == [(0.0, 2.0)]
 
 
+def test_voiced_windows_stay_inside_the_audio():
+    # the video (10 s) outlasts the audio (9 s): the last window of a segment that runs to the video's end
+    # ends at the audio's end, and a segment wholly past it has no window
+    assert voiced_windows([(3.0, 10.0)], 9.0, 4.0, 2.0) == [(3.0, 7.0), (5.0, 9.0)]
+    assert voiced_windows([(7.0, 12.0)], 9.0, 4.0, 2.0) == [(5.0, 9.0)]
+    assert voiced_windows([(9.2, 14.0)], 9.0, 4.0, 2.0) == []
+
+
 def test_frames_in_segments_use_frame_centres_and_both_needs_both():
     frames = np.arange(1, 11)  # 10 fps: frame k covers [(k-1)/10, k/10)
     voice = frames_in_segments(frames, 10.0, [(0.2, 0.5), (0.9, 2.0)])

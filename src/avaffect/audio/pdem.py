@@ -74,18 +74,32 @@ def length_batches(lengths: Sequence[int], batch_size: int, generator: torch.Gen
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def step_weights(n_frames: int, stride_s: float, n_steps: int, step_s: float) -> np.ndarray:
-    """(n_steps, n_frames) weights that average the frames (one every `stride_s` from the window's start)
-    starting in each step [k step_s, (k + 1) step_s); a step without a frame has a row of zeros."""
-    step = slot_of_steps(np.arange(n_frames) * stride_s, 0.0, step_s)
+def frame_centres(model: torch.nn.Module, n_frames: int, sample_rate: int) -> np.ndarray:
+    """Times (s, from the input's start) of the centres of the first `n_frames` output frames: frame i of the
+    convolutional feature encoder sees samples [i stride, i stride + field) (stride 320, field 400: 20 ms
+    every 20 ms, centred 12.5 ms after its start at 16 kHz)."""
+    kernels, strides = model.config.conv_kernel, model.config.conv_stride
+    field = 1 + sum((kernel - 1) * int(np.prod(strides[:layer])) for layer, kernel in enumerate(kernels))
+    return (np.arange(n_frames) * frame_stride(model) + field / 2) / sample_rate
+
+
+def step_weights(frame_times_s: np.ndarray, n_steps: int, step_s: float) -> np.ndarray:
+    """(n_steps, frames) weights that average the frames centred (`frame_times_s`, from the window's start)
+    within half a step of each step's time k step_s; a step without a frame has a row of zeros.
+
+    A step's time is its stamp in the embedding table and the time of its label, and the log-mel path
+    centres its statistics there too: frames taken from the step's time on would hold audio half a step
+    (0.1 s at 5 Hz) later than its stamp. The window's first step gets only its later half, as the window's
+    input holds no audio before its start."""
+    step = slot_of_steps(np.asarray(frame_times_s) + step_s / 2, 0.0, step_s)
     member = (step[None, :] == np.arange(n_steps)[:, None]).astype(np.float32)
     return member / np.maximum(member.sum(axis=1, keepdims=True), 1.0)
 
 
-def pool_steps(hidden: np.ndarray, stride_s: float, n_steps: int, step_s: float) -> np.ndarray:
-    """(n_steps, hidden) means of the frames that start in each step (`step_weights`); a step without a
-    frame is NaN."""
-    weights = step_weights(len(hidden), stride_s, n_steps, step_s)
+def pool_steps(hidden: np.ndarray, frame_times_s: np.ndarray, n_steps: int, step_s: float) -> np.ndarray:
+    """(n_steps, hidden) means of the frames centred within half a step of each step's time (`step_weights`);
+    a step without a frame is NaN."""
+    weights = step_weights(frame_times_s, n_steps, step_s)
     out = (weights @ hidden).astype(np.float32)
     out[weights.sum(axis=1) == 0] = np.nan
     return out
@@ -133,7 +147,6 @@ def pdem_window_embeddings(model: torch.nn.Module, extractor, samples: np.ndarra
                          "(config audio.sample_rate)")
     spans = [(int(round(start * sample_rate)), int(round(end * sample_rate))) for start, end in windows]
     n_steps = [int(round((end - start) * rate_hz)) for start, end in windows]
-    stride_s = frame_stride(model) / sample_rate
     pooled: list[np.ndarray | None] = [None] * len(windows)
     model = model.to(device)
     with torch.inference_mode():
@@ -141,8 +154,9 @@ def pdem_window_embeddings(model: torch.nn.Module, extractor, samples: np.ndarra
             inputs = extractor([samples[spans[i][0]:spans[i][1]] for i in batch], sampling_rate=sample_rate,
                                return_tensors="pt")
             hidden = model(inputs.input_values.to(device)).last_hidden_state.float().cpu().numpy()
+            centres = frame_centres(model, hidden.shape[1], sample_rate)
             for row, i in enumerate(batch):
-                pooled[i] = pool_steps(hidden[row], stride_s, n_steps[i], 1.0 / rate_hz)
+                pooled[i] = pool_steps(hidden[row], centres, n_steps[i], 1.0 / rate_hz)
             if progress is not None:
                 progress(len(batch))
     if not pooled:

@@ -46,13 +46,20 @@ def sliding_starts(length: int, window: int, hop: int) -> np.ndarray:
 
 def voiced_windows(segments_s: list[tuple[float, float]], duration_s: float, window_s: float, step_s: float
                    ) -> list[tuple[float, float]]:
-    """(start, end) seconds of windows that cover each voiced segment.
+    """(start, end) seconds of windows that cover each voiced segment, inside [0, duration_s].
 
     A segment shorter than a window gets one window centred on it (shifted to stay inside the recording);
-    a longer one gets windows every `step_s` and a last one ending at the segment's end.
+    a longer one gets windows every `step_s` and a last one ending at the segment's end. A segment is first
+    cut at `duration_s`, and one that starts after it has no window.
     """
     windows: list[tuple[float, float]] = []
-    for start, end in segments_s:
+    for start, segment_end in segments_s:
+        # Segments come from the video, which can outlast the audio. A window past the audio's end would hold
+        # steps with labels but no audio, and a shorter model input than its steps say; cut at the end, the
+        # last window moves back to end there, so every step keeps its own audio and the label at its time.
+        end = min(segment_end, duration_s)
+        if end <= start:
+            continue
         if end - start <= window_s:
             begin = min(max(0.0, (start + end - window_s) / 2), max(0.0, duration_s - window_s))
             windows.append((begin, min(begin + window_s, duration_s)))
@@ -65,7 +72,8 @@ def voiced_windows(segments_s: list[tuple[float, float]], duration_s: float, win
 
 
 def window_steps(start_s: float, end_s: float, rate_hz: float) -> np.ndarray:
-    """Times (s) of the label-rate steps of a window: 4 s at 5 Hz gives 20 steps, start included."""
+    """Times (s) of the label-rate steps of a window: 4 s at 5 Hz gives 20 steps, start included. A step's
+    features are those of the audio within half a step of its time."""
     return start_s + np.arange(int(round((end_s - start_s) * rate_hz))) / rate_hz
 
 
@@ -73,7 +81,7 @@ def audio_window_grid(voiced_s: list[tuple[float, float]], duration_s: float, n_
                       rate_hz: float, window_s: float, step_s: float
                       ) -> tuple[list[tuple[float, float]], dict[str, np.ndarray]]:
     """Windows laid on the voiced segments, and one row per label-rate step of each: window index, the video
-    frame at the step's start (1-based) and the step's start time (s)."""
+    frame at the step's time (1-based) and the step's time (s), the centre of the audio its features hold."""
     windows = voiced_windows(voiced_s, duration_s, window_s, step_s)
     steps = [window_steps(start, end, rate_hz) for start, end in windows]
     window = np.concatenate([np.full(len(t), i, np.int64) for i, t in enumerate(steps)]) if steps else \

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from avaffect.audio.augment import WaveformAugmentation, augment_waveform
-from avaffect.audio.pdem import frame_stride, length_batches, step_weights, unfreeze_top_layers
+from avaffect.audio.pdem import frame_centres, length_batches, step_weights, unfreeze_top_layers
 from avaffect.core.checkpoints import state_copy
 from avaffect.core.progress import EVERY_UNIT, Progress
 from avaffect.corpus.metrics import PRIMARY_METRIC
@@ -112,7 +112,7 @@ def step_outputs(model: nn.Module, head: StepHead, extractor, audio: Sequence[np
     inputs = extractor(list(audio), sampling_rate=sample_rate, return_tensors="pt").input_values.to(device)
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
         hidden = model(inputs).last_hidden_state
-        weights = step_weights(hidden.shape[1], frame_stride(model) / sample_rate, n_steps, 1.0 / rate_hz)
+        weights = step_weights(frame_centres(model, hidden.shape[1], sample_rate), n_steps, 1.0 / rate_hz)
         return head(hidden, torch.from_numpy(weights)).float()
 
 
