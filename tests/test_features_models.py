@@ -325,7 +325,7 @@ def test_early_stopping_never_takes_a_nan_score_for_better():
 
 
 def test_best_window_ignores_nan_scores_and_refuses_when_every_score_is_nan():
-    from avaffect.models.training import best_window
+    from avaffect.models.selection import best_window
 
     nan = float("nan")
     validation = {"1": {"p_va": nan, "ccc_valence": nan}, "2": {"p_va": 0.3}, "4": {"p_va": 0.5}, "8": {"p_va": nan}}

@@ -6,7 +6,7 @@ from pathlib import Path
 from avaffect.core.logs import job_logger
 from avaffect.core.tables import atomic_write, read_json, write_json
 from avaffect.corpus.metrics import PRIMARY_METRIC
-from avaffect.models.training import best_window
+from avaffect.models.selection import best_window
 
 log = job_logger(snakemake.log[0], "select_window")
 task = snakemake.wildcards.task

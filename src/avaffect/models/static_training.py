@@ -15,8 +15,9 @@ from avaffect.corpus.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.corpus.tasks import EXPR_CLASSES
 from avaffect.face.backbones import HEAD_OUTPUTS, Preprocessing, StaticFER, crop_embedder, face_crop, to_tensor
 from avaffect.face.boxes import FaceBox, on_tracked_faces
+from avaffect.models.selection import is_better
 from avaffect.models.sequences import valid_labels
-from avaffect.models.training import class_weights_of, is_better, masked_loss
+from avaffect.models.training import class_weights_of, masked_loss
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ metric, and their prediction."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from avaffect.corpus.tasks import output_activation
 from avaffect.media.timeline import covering_hop, sliding_starts
 from avaffect.models.families import ModelConfig, build_model
 from avaffect.models.normalization import MIN_SCALE, Normalizer
+from avaffect.models.selection import is_better
 from avaffect.models.sequences import TASK_OUTPUTS, StepSequence, require_finite_predictions, valid_labels
 
 
@@ -140,25 +141,6 @@ def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequ
             require_finite_predictions(what, result, np.full(len(result), seq.video), seq.times)
             out.append(result)
     return out
-
-
-def is_better(score: float, best: float) -> bool:
-    """Whether a validation `score` beats the `best` so far. A NaN score (an undefined metric: the CCC of a constant
-    prediction against constant labels) never does, and any other beats a NaN best."""
-    return not np.isnan(score) and (np.isnan(best) or score > best)
-
-
-def best_window(validation: Mapping[str, Mapping[str, float]], task: str, what: str) -> tuple[str, dict[str, float]]:
-    """The window (of the sweep's tags) whose model scores best on its validation scores by the task's metric, and
-    each window's score; ties go to the first. A NaN score never wins; NaN for every window is an error naming
-    `what` (model, task)."""
-    metric = PRIMARY_METRIC[task]
-    scores = {window: values[metric] for window, values in validation.items()}
-    scored = {window: score for window, score in scores.items() if not np.isnan(score)}
-    if not scored:
-        raise ValueError(f"{what}: the validation {metric} is NaN for every window ({', '.join(scores)} s); "
-                         "see those windows' training logs")
-    return max(scored, key=scored.get), scores
 
 
 @dataclass
