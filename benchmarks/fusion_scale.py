@@ -15,7 +15,7 @@ applied to the test videos; the VA and EXPR submission files written (avaffect.f
 with the better out-of-fold score. Simulation time is reported apart and is not in the total.
 
 Settings not given on the command line are the workflow's own defaults, read from config/config.yaml
-(postprocess.hamming_s; fusion.draws, folds, search_max_rows, rf_max_rows, rf_max_samples, seed): weights are
+(postprocess.hamming_s, max_gap_s; fusion.draws, folds, search_max_rows, rf_max_rows, rf_max_samples, seed): weights are
 searched on search_max_rows validation frames and each forest is fit on rf_max_rows, evenly spaced in time,
 each tree drawing rf_max_samples of them; every out-of-fold score covers all validation frames, as in the
 workflow (a forest's in-sample score covers the frames it was fit on). Each stage's CPU time (all threads) is
@@ -53,6 +53,7 @@ CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SPLIT_NAMES = {"Train_Set": "train", "Validation_Set": "validation", "Test_Set": "test"}
 LABEL_FPS = 5.0
 HAMMING_S = CONFIG["postprocess"]["hamming_s"]
+MAX_GAP_S = CONFIG["postprocess"]["max_gap_s"]
 FUSION = CONFIG["fusion"]
 N_MODELS = 3
 SEED = FUSION["seed"]
@@ -152,7 +153,7 @@ def to_frames(profile: pd.DataFrame, names: list[str], videos: dict[str, dict], 
         video = videos[names[i]]
         for task in widths:
             for m, values in enumerate(video[task]):
-                smoothed = hamming_smooth(interpolate_to_frames(video["times"], values, at_frame), window)
+                smoothed = hamming_smooth(interpolate_to_frames(video["times"], values, at_frame, MAX_GAP_S), window)
                 if split in kept:
                     kept[split][task][m, starts.iloc[i]:starts.iloc[i] + n] = smoothed
 
@@ -242,7 +243,8 @@ def main() -> None:
         "validation_frames": int(len(validation["groups"])), "test_frames": int(len(test["groups"])),
         "settings": {"draws": args.draws, "folds": args.folds, "search_max_rows": args.search_max_rows,
                      "rf_max_rows": args.rf_max_rows, "rf_max_samples": args.rf_max_samples, "jobs": args.jobs,
-                     "models": N_MODELS, "label_fps": LABEL_FPS, "hamming_s": HAMMING_S},
+                     "models": N_MODELS, "label_fps": LABEL_FPS, "hamming_s": HAMMING_S,
+                     "max_gap_s": MAX_GAP_S},
         "simulate_s": simulate_s, "stages_s": stages, "total_s": total, "stages_cpu_s": cpu,
         "total_cpu_s": round(sum(cpu.values()), 2), "peak_rss_mb": peak_mb,
         "targets": {"total_s": TARGET_TOTAL_S, "peak_rss_mb": TARGET_PEAK_MB,

@@ -68,5 +68,6 @@ rule smooth_predictions:
     params:
         samples=lambda w: split_samples(w.task, w.split),
         smoothing=lambda w: smoothing_settings(w.model),
+        max_gap_s=config["postprocess"]["max_gap_s"],
     script:
         "../workflow/scripts/smooth_predictions.py"

@@ -19,7 +19,14 @@ from avaffect.fusion.dirichlet import (
     set_scores,
     weight_candidates,
 )
-from avaffect.fusion.forest import RF_OOB_TOLERANCE, _next_step_gain, fit_forest, forest_rows, stacking_features
+from avaffect.fusion.forest import (
+    RF_OOB_TOLERANCE,
+    _next_step_gain,
+    fit_forest,
+    forest_predict,
+    forest_rows,
+    stacking_features,
+)
 from avaffect.fusion.selection import (
     _scores,
     apply_fitted_fusion,
@@ -353,10 +360,69 @@ def test_stacking_features_fill_a_missing_model_with_the_mean_of_the_others():
                             [[0.3, 0.4], [0.5, 0.6], [np.nan, np.nan]],
                             [[0.5, 0.0], [0.7, 0.2], [np.nan, np.nan]]])
     features = stacking_features(predictions)
-    assert features.shape == (3, 6) and features.dtype == np.float32
-    np.testing.assert_allclose(features[0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(features[1], [0.6, 0.4, 0.5, 0.6, 0.7, 0.2], rtol=1e-6)
-    assert np.isnan(features[2]).all()
+    assert features.shape == (3, 9) and features.dtype == np.float32  # 6 values, then 3 presence flags
+    np.testing.assert_allclose(features[0, :6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(features[1, :6], [0.6, 0.4, 0.5, 0.6, 0.7, 0.2], rtol=1e-6)
+    assert np.isnan(features[2, :6]).all()
+
+
+def test_stacking_features_mark_each_models_absence():
+    predictions = np.array([[[0.1, 0.2], [np.nan, np.nan], [np.nan, np.nan], [0.9, np.nan]],
+                            [[0.3, 0.4], [0.5, 0.6], [np.nan, np.nan], [0.1, 0.3]]])
+    features = stacking_features(predictions)
+    assert features.shape == (4, 6)
+    np.testing.assert_array_equal(features[:, 4:], [[1, 1], [0, 1], [0, 0], [0, 1]])
+    np.testing.assert_allclose(features[1, :4], [0.5, 0.6, 0.5, 0.6], rtol=1e-6)  # filled, and flagged absent
+    assert np.isnan(features[2, :4]).all()
+
+
+def test_the_forest_learns_what_a_models_absence_means():
+    """An audio model is absent where nobody speaks, and those frames are Neutral: with presence flags the forest
+    tells an absent model from one that agrees with the others, and scores clearly better than without them."""
+    rng = np.random.default_rng(0)
+    n = 2400
+    silent = (np.arange(n) % 100) < 50
+    target = np.repeat(rng.integers(1, N_CLASSES, n // 10), 10)
+    target[silent] = 0
+    logits = [s * np.eye(N_CLASSES)[target] + rng.normal(0, 1, (n, N_CLASSES)) for s in (0.5, 1.5)]
+    face, audio = (np.exp(x) / np.exp(x).sum(axis=1, keepdims=True) for x in logits)
+    audio[silent] = np.nan
+    features = stacking_features(np.stack([face, audio]))
+    train = np.arange(n) < 1600
+    scores = []
+    for x in (features, features[:, :2 * N_CLASSES]):  # with the flags, and the values alone
+        forest, _, _ = fit_forest(x[train], target[train], "expr", 0, SMALL_GRID, 5, 1, None)
+        scores.append(macro_f1(target[~train], forest_predict(forest, x[~train], "expr").argmax(axis=1), N_CLASSES))
+    assert scores[0] > scores[1] + 0.05
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+@pytest.mark.parametrize("method", ["swf", "dwf"])
+def test_weighted_fusion_equals_the_present_model_where_the_other_is_missing(task, method):
+    """Two useful models, each missing on its own stretches (no face, no voice): where one is missing the fusion
+    is the other one, in and out of fold; where both are, the submission takes the prior."""
+    _, target, groups = video_data(task, 20, n_videos=4, n_frames=300, n_noise=0)
+    rng = np.random.default_rng(20)
+    if task == "va":
+        predictions = np.stack([np.clip(target + rng.normal(0, 0.2, target.shape), -1, 1) for _ in range(2)])
+    else:
+        logits = 2.0 * np.eye(N_CLASSES)[target] + rng.normal(0, 1, (2, len(target), N_CLASSES))
+        predictions = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    frame = np.arange(len(target)) % 300
+    only_second, only_first, neither = frame < 60, (frame >= 100) & (frame < 160), (frame >= 200) & (frame < 210)
+    predictions[0, only_second | neither] = np.nan
+    predictions[1, only_first | neither] = np.nan
+    fitted = fit(method, predictions, target, groups, task)
+    assert (np.asarray(fitted.weights) > 0).all()
+    for fused in (fitted.apply(predictions), fitted.out_of_fold):
+        np.testing.assert_allclose(fused[only_second], predictions[1, only_second], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(fused[only_first], predictions[0, only_first], rtol=1e-12, atol=1e-15)
+        assert np.isnan(fused[neither]).all() and not np.isnan(fused[~neither]).any()
+    columns = [f"c{i}" for i in range(predictions.shape[2])]
+    prior = np.full(len(columns), 0.25)
+    table, filled = apply_fitted_fusion(tables_of(predictions, groups, columns), fitted, columns, prior)
+    assert filled == neither.sum() and np.isfinite(table[columns].to_numpy()).all()
+    np.testing.assert_array_equal(table.loc[neither, columns].to_numpy(float), np.tile(prior, (filled, 1)))
 
 
 def test_rf_gives_zero_probability_to_classes_absent_from_training():
@@ -624,7 +690,7 @@ def test_stacking_features_equal_filling_every_frame():
         expected = filled.transpose(1, 0, 2).reshape(3000, n_models * n_columns).astype(np.float32)
         features = stacking_features(predictions)
         assert features.dtype == np.float32 and features.flags.c_contiguous
-        np.testing.assert_array_equal(features, expected)
+        np.testing.assert_array_equal(features[:, :n_models * n_columns], expected)
 
 
 @pytest.mark.parametrize("task", ["va", "expr"])

@@ -159,13 +159,15 @@ def test_frame_level_interpolates_smooths_and_keeps_unpredicted_videos_empty():
     raw = pd.DataFrame({"video": ["a", "a"], "frame": [1, 11], "time_s": [0.0, 0.4], "valence": [0.0, 0.4],
                         "arousal": [1.0, 1.0]})
     probes = {"a": {"n_frames": 20, "fps": 25.0}, "b": {"n_frames": 3, "fps": 25.0}}
-    table = frame_level(raw, ["a", "b"], probes, ["valence", "arousal"], {"filter": "box", "frames": 1})
+    table = frame_level(raw, ["a", "b"], probes, ["valence", "arousal"], {"filter": "box", "frames": 1},
+                        max_gap_s=2.0)
     assert table["frame"].tolist() == list(range(1, 21)) + [1, 2, 3]
     a = table[table["video"] == "a"]
     assert a["valence"].to_numpy()[:11] == pytest.approx(np.arange(11) * 0.04)
     assert (a["valence"].to_numpy()[11:] == 0.4).all() and (a["arousal"] == 1.0).all()
     assert table[table["video"] == "b"][["valence", "arousal"]].isna().all().all()
-    smoothed = frame_level(raw, ["a"], probes, ["valence", "arousal"], {"filter": "hamming", "window_s": 0.5})
+    smoothed = frame_level(raw, ["a"], probes, ["valence", "arousal"], {"filter": "hamming", "window_s": 0.5},
+                           max_gap_s=2.0)
     assert smoothed["arousal"].to_numpy() == pytest.approx(1.0)
 
 
@@ -176,3 +178,73 @@ def test_gap_free_values_smooth_as_with_a_gap_elsewhere(smooth):
     with_gap = np.hstack([values, np.full((200, 1), 0.5)])
     with_gap[50:60, 3] = np.nan
     np.testing.assert_array_equal(smooth(values, 15), smooth(with_gap, 15)[:, :3])
+
+
+def test_a_long_gap_is_left_missing_and_a_short_one_bridged():
+    """Predictions at the 5 Hz label rate, a 0.6 s pause and a 4 s pause: only the short one is interpolated."""
+    times = np.concatenate([np.arange(5) * 0.2, [1.4, 1.6, 5.6, 5.8]])
+    values = np.stack([times, -times], axis=1)
+    frames = frame_times(70, 10.0)  # 0.0 .. 6.9 s
+    out = interpolate_to_frames(times, values, frames, max_gap_s=2.0)
+    short = (frames > 0.8) & (frames < 1.4)
+    np.testing.assert_allclose(out[short, 0], frames[short], atol=1e-12)
+    long = (frames > 1.6) & (frames < 5.6)
+    assert long.sum() == 39 and np.isnan(out[long]).all()
+    # Frames on a prediction keep it, beside a long gap too.
+    at_sample = np.isclose(frames[:, None], times[None, :]).any(axis=1)
+    np.testing.assert_allclose(out[at_sample, 0], frames[at_sample], atol=1e-12)
+    # The 1.1 s of video after the last prediction is a short stretch: it keeps that prediction's value.
+    np.testing.assert_allclose(out[frames > 5.8, 0], 5.8, atol=1e-12)
+
+
+def test_a_long_stretch_before_the_first_or_after_the_last_prediction_is_missing():
+    frames = frame_times(100, 10.0)  # 0.0 .. 9.9 s
+    times = 3.0 + np.arange(15) * 0.2
+    out = interpolate_to_frames(times, times[:, None], frames, max_gap_s=2.0)
+    assert np.isnan(out[frames < 3.0]).all() and np.isnan(out[frames > 5.8 + 1e-9]).all()
+    assert not np.isnan(out[(frames >= 3.0) & (frames <= 5.8 + 1e-9)]).any()
+    out = interpolate_to_frames(times - 1.5, times[:, None], frames[:60], max_gap_s=2.0)
+    np.testing.assert_allclose(out[frames[:60] < 1.5, 0], 3.0)  # 1.5 s before the first: held
+    np.testing.assert_allclose(out[frames[:60] > 4.3 + 1e-9, 0], 5.8)  # 1.6 s after the last: held
+
+
+def test_a_gap_is_measured_beyond_the_models_own_spacing():
+    """A KELM model predicts once per 2 s window; consecutive windows leave nothing uncovered, a missing
+    window leaves 2 s uncovered, and only more than max_gap_s of that is a gap."""
+    centres = np.array([1.0, 3.0, 5.0, 9.0, 11.0, 17.0])
+    frames = frame_times(180, 10.0)
+    out = interpolate_to_frames(centres, np.arange(6.0)[:, None], frames, max_gap_s=2.0)
+    assert not np.isnan(out[(frames >= 1.0) & (frames <= 11.0)]).any()
+    assert np.isnan(out[(frames > 11.0) & (frames < 17.0)]).all()
+
+
+def test_max_gap_must_not_be_negative():
+    with pytest.raises(ValueError, match="max_gap_s"):
+        interpolate_to_frames(np.zeros(1), np.zeros((1, 1)), np.zeros(2), max_gap_s=-1.0)
+
+
+@pytest.mark.parametrize("smooth", [hamming_smooth, box_smooth])
+def test_smoothing_leaves_missing_frames_missing(smooth):
+    """Smoothing averages the valid frames next to a gap, and puts no value into the gap itself."""
+    values = np.random.default_rng(4).normal(size=(120, 2))
+    values[40:80] = np.nan
+    out = smooth(values, 15)
+    assert np.isnan(out[40:80]).all()
+    assert not np.isnan(out[:40]).any() and not np.isnan(out[80:]).any()
+    # Beside the gap each frame is the mean over the valid frames alone, as at the ends of the video.
+    np.testing.assert_allclose(out[:40], smooth(values[:40], 15), atol=1e-12)
+    np.testing.assert_allclose(out[80:], smooth(values[80:], 15), atol=1e-12)
+
+
+def test_frame_level_leaves_frames_far_from_any_prediction_missing():
+    """An audio model predicts on two voiced stretches 6 s apart: the unvoiced frames between stay NaN."""
+    times = np.concatenate([np.arange(20) * 0.2, 10.0 + np.arange(20) * 0.2])
+    raw = pd.DataFrame({"video": "a", "frame": np.round(times * 25).astype(int) + 1, "time_s": times,
+                        "valence": 0.5, "arousal": -0.5})
+    probes = {"a": {"n_frames": 350, "fps": 25.0}}
+    table = frame_level(raw, ["a"], probes, ["valence", "arousal"], {"filter": "hamming", "window_s": 0.5},
+                        max_gap_s=2.0)
+    t = frame_times(350, 25.0)
+    silent = (t > 3.8 + 1e-9) & (t < 10.0 - 1e-9)
+    assert table.loc[silent, ["valence", "arousal"]].isna().all().all()
+    np.testing.assert_allclose(table.loc[~silent, ["valence", "arousal"]].to_numpy(), [[0.5, -0.5]] * (~silent).sum())

@@ -1,4 +1,4 @@
-"""Frame-level predictions: linear interpolation to every frame, then Hamming smoothing."""
+"""Frame-level predictions: linear interpolation to every frame (not across long gaps), then smoothing."""
 
 from pathlib import Path
 
@@ -13,8 +13,13 @@ raw = read_parquet(snakemake.input.predictions)
 samples = snakemake.params.samples
 probes = probes_by_sample(samples, {Path(f).stem: read_json(f) for f in snakemake.input.probes})
 columns = list(PREDICTION_COLUMNS[snakemake.wildcards.task])
-table = frame_level(raw, samples, probes, columns, snakemake.params.smoothing)
+table = frame_level(raw, samples, probes, columns, snakemake.params.smoothing, max_gap_s=snakemake.params.max_gap_s)
+predicted = set(raw["video"])
+missing = table[columns].isna().any(axis=1).groupby(table["video"]).sum()
 for sample in samples:
-    if sample not in set(raw["video"]):
+    if sample not in predicted:
         log.warning("%s: no predictions from this model; its frames stay empty for fusion to fill", sample)
+    elif missing[sample]:
+        log.info("%s: %d of %d frames lie in stretches without a prediction longer than postprocess.max_gap_s; "
+                 "left empty for fusion", sample, missing[sample], probes[sample]["n_frames"])
 write_parquet(table, Path(snakemake.output[0]))

@@ -33,22 +33,30 @@ Forest = RandomForestRegressor | RandomForestClassifier
 
 
 def stacking_features(predictions: np.ndarray) -> np.ndarray:
-    """(N, M*d) float32 features, model-major; a model's missing value takes the mean of the models present.
+    """(N, M*d + M) float32 features: the M models' values, model-major, then a presence flag per model (1 where
+    it has every column, 0 where not); a model's missing value takes the mean of the models present.
 
-    The fill keeps a frame that some model misses (no face for it) usable with the information the others
-    give. A frame where no model has a value for some column keeps NaN there and is neither fit nor predicted.
+    The fill keeps a frame that some model misses (no face, no voice) usable with the information the others
+    give, and the flags let the forest learn what a model's absence means rather than read the fill as that
+    model's evidence. A frame where no model has a value for some column keeps NaN there and is neither fit
+    nor predicted.
     """
     predictions = check_predictions(predictions)
     n_models, n_frames, n_columns = predictions.shape
-    features = np.ascontiguousarray(predictions.transpose(1, 0, 2).reshape(n_frames, n_models * n_columns),
-                                    dtype=np.float32)
+    n_values = n_models * n_columns
+    features = np.empty((n_frames, n_values + n_models), dtype=np.float32)
+    # Written through a (N, M, d) view of the value columns (splitting their last axis needs no copy), so no
+    # float64 copy of all the predictions is made on the way.
+    features[:, :n_values].reshape(n_frames, n_models, n_columns)[...] = predictions.transpose(1, 0, 2)
+    present = ~np.isnan(predictions).any(axis=2)  # (M, N)
+    features[:, n_values:] = present.T
     # Only frames that some model misses need the mean of the others; fuse works frame by frame, so fusing
     # just those frames gives them the values fusing all frames would.
-    gaps = np.flatnonzero(np.isnan(features).any(axis=1))
+    gaps = np.flatnonzero(~present.all(axis=0))
     if len(gaps):
         part = predictions[:, gaps]
         filled = np.where(np.isnan(part), fuse(part, np.ones(n_models))[None], part)
-        features[gaps] = filled.transpose(1, 0, 2).reshape(len(gaps), n_models * n_columns)
+        features[gaps, :n_values] = filled.transpose(1, 0, 2).reshape(len(gaps), n_values)
     return features
 
 

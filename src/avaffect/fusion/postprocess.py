@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
@@ -21,13 +22,35 @@ def _mean_per_time(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return unique, sums / counts[:, None]
 
 
-def interpolate_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_times: np.ndarray
-                          ) -> np.ndarray:
+def _beyond_max_gap(times: np.ndarray, frame_times: np.ndarray, max_gap_s: float) -> np.ndarray:
+    """(m,) mask of the frames, other than those on a sample, in a stretch without samples that leaves more
+    than max_gap_s uncovered.
+
+    A stretch runs between consecutive sorted `times`, or from the first frame to the first sample, or from the
+    last sample to the last frame. What it leaves uncovered is its length less the samples' own spacing (their
+    median interval): a model predicting at the 5 Hz label rate, or once per 2 s KELM window, covers its own
+    spacing, so consecutive predictions are never a gap, whatever the model's rate.
+    """
+    intervals = np.diff(times)
+    spacing = float(np.median(intervals)) if intervals.size else 0.0
+    bounds = np.concatenate([[frame_times.min(initial=times[0])], times, [frame_times.max(initial=times[-1])]])
+    stretch = np.searchsorted(times, frame_times, side="left")  # stretch k lies between bounds k and k + 1
+    on_sample = times[np.minimum(stretch, len(times) - 1)] == frame_times
+    return ~on_sample & (np.diff(bounds)[stretch] - spacing > max_gap_s)
+
+
+def interpolate_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_times: np.ndarray,
+                          max_gap_s: float = math.inf) -> np.ndarray:
     """Linear interpolation of each column of `values` (n, d) onto `frame_times` (m,), as (m, d) float64.
 
     Rows holding NaN are dropped and values at repeated times averaged; frames outside the sampled span
-    take the nearest sample's value. With no valid sample left the result is all NaN.
+    take the nearest sample's value. A stretch without samples that leaves more than `max_gap_s` uncovered
+    (_beyond_max_gap; by default none does) is not bridged: its frames are NaN, since no prediction was made
+    there (an audio model on unvoiced audio, a face model without a face). With no valid sample left the result
+    is all NaN.
     """
+    if not max_gap_s >= 0:
+        raise ValueError(f"max_gap_s must be >= 0, got {max_gap_s}")
     sample_times = np.asarray(sample_times, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     frame_times = np.asarray(frame_times, dtype=np.float64)
@@ -43,6 +66,7 @@ def interpolate_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_ti
     times, means = _mean_per_time(sample_times[keep], values[keep])
     for j in range(values.shape[1]):
         out[:, j] = np.interp(frame_times, times, means[:, j])
+    out[_beyond_max_gap(times, frame_times, max_gap_s)] = np.nan
     return out
 
 
@@ -60,7 +84,8 @@ def _smooth(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Centred weighted mean of each column under `kernel` over the valid (non-NaN) samples it covers.
 
     Dividing by the kernel mass that falls on valid samples keeps a constant signal constant at the
-    edges and next to gaps; positions whose window covers no valid sample are NaN.
+    edges and next to gaps. NaN positions stay NaN: a gap is where a model made no prediction, and
+    smoothing must not spread the values beside it into it.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
@@ -75,8 +100,9 @@ def _smooth(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     # Interpolated predictions are valid or NaN a whole row at a time: then one column's mass serves all.
     row_uniform = bool((valid == valid[:, :1]).all())
     mass = convolve((valid[:, :1] if row_uniform else valid).astype(np.float64))
+    # A valid position has mass > 0 (both kernels are positive at their centre), so only gaps divide by 0.
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mass > 0, weighted / mass, np.nan)
+        return np.where(valid, weighted / mass, np.nan)
 
 
 def _check_window(window_frames: int, odd: bool) -> None:
@@ -108,10 +134,11 @@ def smooth(values: np.ndarray, fps: float, smoothing: dict) -> np.ndarray:
 
 
 def frame_level(raw: pd.DataFrame, videos: list[str], probes: dict[str, dict], columns: list[str],
-                smoothing: dict) -> pd.DataFrame:
+                smoothing: dict, *, max_gap_s: float) -> pd.DataFrame:
     """Every frame of every video: label-rate predictions interpolated to frame times, then smoothed.
 
-    A video without any prediction keeps NaN rows, so that fusion can tell "no prediction" from a value.
+    A video without any prediction, and every stretch of a video that its predictions leave uncovered for more
+    than max_gap_s (interpolate_to_frames), keep NaN rows, so that fusion can tell "no prediction" from a value.
     """
     parts = []
     by_video = dict(tuple(raw.groupby("video"))) if len(raw) else {}
@@ -122,7 +149,8 @@ def frame_level(raw: pd.DataFrame, videos: list[str], probes: dict[str, dict], c
         if samples is None:
             values = np.full((n_frames, len(columns)), np.nan)
         else:
-            values = interpolate_to_frames(samples["time_s"].to_numpy(), samples[columns].to_numpy(float), times)
+            values = interpolate_to_frames(samples["time_s"].to_numpy(), samples[columns].to_numpy(float), times,
+                                           max_gap_s)
             values = smooth(values, fps, smoothing)
         part = pd.DataFrame(values, columns=columns)
         part.insert(0, "frame", np.arange(1, n_frames + 1))
