@@ -280,11 +280,25 @@ def static_samples():
     return sorted({s for split in STATIC_SPLITS for s in split_samples(STATIC_TASK, split)})
 
 
+STATIC_INIT = config["static"]["init_checkpoint"]
+
+
 def static_init_weights(wildcards):
-    """The backbone's ImageNet weights as a named input, when the config starts from them."""
+    """What the static model starts from, as a named input: the user's pretrained FER checkpoint (so that a
+    changed file reruns train_static), else the backbone's ImageNet weights when the config asks for them."""
+    if STATIC_INIT["path"]:
+        return {"init_checkpoint": STATIC_INIT["path"]}
     if not config["static"]["imagenet_init"]:
         return {}
     return {"imagenet": resource_path(f"timm_{config['static']['backbone']}")}
+
+
+if STATIC_INIT["path"] and not Path(STATIC_INIT["path"]).is_file():
+    raise WorkflowError(f"config static.init_checkpoint.path: {STATIC_INIT['path']} is not a file")
+if STATIC_INIT["path"] and not STATIC_INIT["sha256"]:
+    raise WorkflowError(
+        f"config static.init_checkpoint: {STATIC_INIT['path']} needs its sha256 (static.init_checkpoint.sha256)"
+    )
 
 
 if not config["separation"]["spleeter"]["overlap_s"] < config["separation"]["spleeter"]["chunk_s"]:

@@ -13,7 +13,8 @@ from avaffect.core.resources import Resource, verify
 from avaffect.core.tables import atomic_write, read_json, read_parquet, write_json
 from avaffect.corpus.annotations import align_to_frames, read_annotation
 from avaffect.corpus.layout import annotation_path
-from avaffect.face.backbones import Preprocessing, StaticConfig, StaticFER
+from avaffect.face.augment import CropAugmentation
+from avaffect.face.backbones import Preprocessing, StaticConfig, StaticFER, load_pretrained, read_state_dict
 from avaffect.face.tracking import boxes_from_table
 from avaffect.media.video import iter_frames
 from avaffect.models.static_training import StaticTrainSettings, fine_tune, labelled_crops, labelled_frames
@@ -27,9 +28,13 @@ inputs = dict(zip(p.static_samples,
 imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet),
                    accept_unpinned=p.init_weights["key"] in p.accept_unpinned)
             if hasattr(snakemake.input, "imagenet") else None)
-log.info("%s backbone, %s head, %s", s["backbone"], s["task"], f"ImageNet init from {imagenet}" if imagenet
-         else "random init (static.imagenet_init: false)")
+pretrained = Path(snakemake.input.init_checkpoint) if hasattr(snakemake.input, "init_checkpoint") else None
+log.info("%s backbone, %s head, %s", s["backbone"], s["task"],
+         f"init from the pretrained FER checkpoint {pretrained}" if pretrained
+         else f"ImageNet init from {imagenet}" if imagenet else "random init (static.imagenet_init: false)")
 model = StaticFER(StaticConfig(s["backbone"], s["task"], s["embedding_dim"], s["dropout"]), imagenet)
+if pretrained:
+    load_pretrained(model, read_state_dict(pretrained, s["init_checkpoint"]["sha256"]), pretrained, log.info)
 prep = Preprocessing.of(model)
 data = {}
 for split, samples in p.samples.items():
@@ -50,11 +55,13 @@ for split, samples in p.samples.items():
     data[split] = (np.concatenate(crops), np.concatenate(labels))
     log.info("%s: %d labelled face crops from %d samples", split, len(data[split][0]), len(samples))
 device = resolve_device(p.device)
-settings = StaticTrainSettings(s["epochs"], s["batch_size"], s["learning_rate"], s["weight_decay"], s["seed"])
+settings = StaticTrainSettings(s["epochs"], s["batch_size"], s["learning_rate"], s["weight_decay"], s["seed"],
+                               s["loss"], CropAugmentation.from_config(s["augmentation"]))
 checkpoint = fine_tune(model, prep, *data["train"], *data["validation"], settings, device, log.info)
 write_checkpoint(checkpoint, Path(snakemake.output.checkpoint))
 write_json({"task": s["task"], "backbone": s["backbone"], "best_epoch": checkpoint["epoch"],
-            "validation": checkpoint["scores"], "imagenet_init": imagenet is not None, "device": device,
+            "validation": checkpoint["scores"], "imagenet_init": imagenet is not None,
+            "init_checkpoint": str(pretrained) if pretrained else None, "device": device,
             "train_frames": len(data["train"][0]), "validation_frames": len(data["validation"][0])},
            Path(snakemake.output.metrics))
 atomic_write(Path(snakemake.output.history),

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from avaffect.core.checkpoints import CheckpointError, read_torch_file
+from avaffect.core.resources import sha256_of
 from avaffect.corpus.tasks import EXPR_CLASSES, VA_DIMENSIONS, output_activation
 from avaffect.face.boxes import FaceBox, crop_box
 from avaffect.face.engines import forward_on
@@ -114,11 +116,6 @@ def normalised(crops: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (crops.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
 
 
-def to_tensor(crops: np.ndarray, prep: Preprocessing) -> torch.Tensor:
-    """(N, 3, size, size) float32 normalised batch from (N, size, size, 3) uint8 crops."""
-    return normalised(torch.from_numpy(np.ascontiguousarray(crops)), *channel_stats(prep))
-
-
 def crop_embedder(model: StaticFER, prep: Preprocessing, device: str, engine: str = "torch"
                   ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(embeddings (B, embedding_dim), head outputs (B, n_outputs)) of a batch of crops, in eval mode, the
@@ -162,3 +159,51 @@ def load_static(checkpoint: dict, device: str) -> tuple[StaticFER, Preprocessing
     model.load_state_dict(checkpoint["state_dict"])
     prep = checkpoint["preprocessing"]
     return model.to(device).eval(), Preprocessing(prep["size"], tuple(prep["mean"]), tuple(prep["std"]))
+
+
+def read_state_dict(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+    """The tensors of a user's pretrained FER checkpoint, after checking its sha256, read without pickle: a
+    safetensors file, or a torch file of tensors only (weights_only), flat or under `state_dict`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: pretrained FER checkpoint (static.init_checkpoint.path) not found")
+    actual = sha256_of(path)
+    if actual != sha256.lower():
+        raise CheckpointError(f"{path}: sha256 is {actual}, but static.init_checkpoint.sha256 expects {sha256}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except SafetensorError as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    state = read_torch_file(path, "pretrained FER checkpoint")
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors (flat or under 'state_dict')")
+    return state
+
+
+def load_pretrained(model: StaticFER, state: dict[str, torch.Tensor], source: Path, log: Callable[[str], None]
+                    ) -> None:
+    """Overwrite the model's weights with a pretrained FER state dict, strictly: every key must match. The one
+    exception is a head of another size: pre-training on other FER corpora often has another class set (e.g.
+    7 basic expressions, or VA instead of EXPR), so the backbone and embedding carry over and the head keeps its
+    fresh initialisation for this task."""
+    own = model.state_dict()
+    head = {k for k in own if k.startswith("head.")}
+    if any(k in state and state[k].shape != own[k].shape for k in head):
+        log(f"{source}: head {tuple(state['head.weight'].shape)} differs from this task's "
+            f"{tuple(own['head.weight'].shape)}; the head is re-initialised")
+        state = {k: v for k, v in state.items() if k not in head} | {k: own[k] for k in head}
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: does not fit a {model.config.backbone} static model: "
+                              f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{source}: does not fit a {model.config.backbone} static model "
+                              f"({str(err).splitlines()[-1].strip()})") from err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -13,7 +14,16 @@ from avaffect.core.checkpoints import state_copy
 from avaffect.core.progress import EVERY_UNIT, Progress
 from avaffect.corpus.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.corpus.tasks import EXPR_CLASSES
-from avaffect.face.backbones import HEAD_OUTPUTS, Preprocessing, StaticFER, crop_embedder, face_crop, to_tensor
+from avaffect.face.augment import CropAugmentation, augment_crops
+from avaffect.face.backbones import (
+    HEAD_OUTPUTS,
+    Preprocessing,
+    StaticFER,
+    channel_stats,
+    crop_embedder,
+    face_crop,
+    normalised,
+)
 from avaffect.face.boxes import FaceBox, on_tracked_faces
 from avaffect.models.selection import is_better
 from avaffect.models.sequences import valid_labels
@@ -27,6 +37,8 @@ class StaticTrainSettings:
     learning_rate: float
     weight_decay: float
     seed: int
+    loss: str  # VA: mse | ccc (1 - CCC per dimension); EXPR is always cross-entropy
+    augmentation: CropAugmentation  # of the training batches only
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
@@ -54,8 +66,8 @@ def evaluate(model: StaticFER, crops: np.ndarray, prep: Preprocessing, batch_siz
 def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, train_labels: np.ndarray,
               validation_crops: np.ndarray, validation_labels: np.ndarray, settings: StaticTrainSettings, device: str,
               log) -> dict:
-    """Fine-tune the whole model on labelled crops; returns the checkpoint of the epoch that scores best on
-    validation (macro F1 for EXPR, mean CCC for VA)."""
+    """Fine-tune the whole model on labelled crops, each training batch freshly augmented; returns the
+    checkpoint of the epoch that scores best on validation (macro F1 for EXPR, mean CCC for VA)."""
     task = model.config.task
     for name, labels in (("train", train_labels), ("validation", validation_labels)):
         if not valid_labels(task, labels).any():
@@ -79,8 +91,10 @@ def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, tr
             # Batch norm needs two samples to train on; a last batch of one is left out.
             if len(index) < 2 or not mask[index].any():
                 continue
-            _, raw = model(to_tensor(train_crops[index.numpy()], prep).to(device))
-            loss = masked_loss(task, "mse", raw, targets[index].to(device), mask[index].to(device), weights)
+            batch = torch.from_numpy(np.ascontiguousarray(train_crops[index.numpy()])).permute(0, 3, 1, 2)
+            batch = augment_crops(batch, settings.augmentation, generator).permute(0, 2, 3, 1)
+            _, raw = model(normalised(batch, *channel_stats(prep)).to(device))
+            loss = masked_loss(task, settings.loss, raw, targets[index].to(device), mask[index].to(device), weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -96,11 +110,13 @@ def fine_tune(model: StaticFER, prep: Preprocessing, train_crops: np.ndarray, tr
     return best | {"config": asdict(model.config), "preprocessing": asdict(prep), "history": history}
 
 
-def labelled_frames(labels: np.ndarray, task: str, has_face: dict[int, bool], limit: int) -> np.ndarray:
-    """Up to `limit` 1-based frame numbers with a valid label and a tracked face, evenly spaced in time."""
+def labelled_frames(labels: np.ndarray, task: str, has_face: dict[int, bool], limit: int | Literal["all"]
+                    ) -> np.ndarray:
+    """Up to `limit` (or all) 1-based frame numbers with a valid label and a tracked face, evenly spaced in
+    time."""
     frames = np.flatnonzero(valid_labels(task, labels)) + 1
     frames = np.array([f for f in frames if has_face.get(int(f), False)], np.int64)
-    if len(frames) <= limit:
+    if limit == "all" or len(frames) <= limit:
         return frames
     return frames[np.linspace(0, len(frames) - 1, limit).round().astype(np.int64)]
 
