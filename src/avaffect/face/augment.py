@@ -1,4 +1,4 @@
-"""Training-time augmentation of face crops for static fine-tuning (the SUN 2024 recipe): twelve image
+"""Training-time augmentation of face crops for static fine-tuning (the SUN 2024 recipe): the paper's image
 operations, each applied to each crop independently with one probability, drawn from a seeded generator."""
 
 from __future__ import annotations
