@@ -11,6 +11,9 @@ Spleeter job per video). Timed, each --repeats times (median and min reported):
 - `snakemake -n`: parse, config validation, corpus scan and the full DAG (every job to run);
 - `snakemake -n` of one video's probe: the same start-up with a one-job DAG, to tell the machine's speed of the
   moment (on a shared virtual machine it drifts by up to a factor of two over hours) from the cost of the full DAG;
+- `snakemake -n` of a trivial Snakefile with the same rules, the same jobs per rule and the same edges and
+  nothing else (no config, validation or corpus scan): Snakemake's own cost for this DAG; the workflow's DAG
+  build may take at most 1.5 times it;
 - `snakemake -n --profile profiles/slurm`: the same with the SLURM profile's per-video groups, and the
   number of SLURM jobs it would submit;
 - the no-op rerun: every output the dry run lists is created empty and `snakemake --touch` dates them in
@@ -37,13 +40,16 @@ from pathlib import Path
 import yaml
 
 from avaffect.corpus.scale import read_scale_profile, write_placeholder_corpus
-from avaffect.tools.workdir import copy_workflow, planned_jobs
+from avaffect.tools.workdir import copy_workflow, planned_job_list, planned_jobs, same_shape_snakefile
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO.parent / "shared" / "data" / "affwild2_scale_profile.csv"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 CONFIGS = ["config/config.yaml", "config/affwild2.yaml", "scale.yaml"]
 TARGET_DAG_S = 10.0
+TARGET_TO_SAME_SHAPE = 1.5
+"""The DAG build may take at most this many times the dry run of a trivial Snakefile with the same rules, jobs
+and edges (same_shape_snakefile): what Snakemake costs per job anyway is not the workflow's to save."""
 
 
 def children_cpu_s() -> float:
@@ -57,8 +63,8 @@ def run(workdir: Path, configs: list[str], *args: str) -> tuple[tuple[float, flo
     CPU time (user + system of snakemake and what it starts) is what a busy shared machine disturbs least.
     """
     start, cpu_start = time.perf_counter(), children_cpu_s()
-    result = subprocess.run([*SNAKEMAKE, "--configfile", *configs, *args], cwd=workdir, capture_output=True,
-                            text=True)
+    config_args = ["--configfile", *configs] if configs else []
+    result = subprocess.run([*SNAKEMAKE, *config_args, *args], cwd=workdir, capture_output=True, text=True)
     seconds = (time.perf_counter() - start, children_cpu_s() - cpu_start)
     if result.returncode != 0:
         raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -102,11 +108,7 @@ def directory_rules(workdir: Path) -> set[str]:
 def create_outputs(workdir: Path, dry_run_output: str) -> int:
     """Create, empty, every output that the dry run lists (a folder for a directory output); how many."""
     folders = directory_rules(workdir)
-    paths = {}
-    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: (.+)$", dry_run_output, re.MULTILINE)
-    for rule, line in jobs:
-        for path in line.split(","):
-            paths[path.strip()] = rule in folders
+    paths = {path: job.rule in folders for job in planned_job_list(dry_run_output) for path in job.outputs}
     for path, is_folder in paths.items():
         if is_folder:
             (workdir / path).mkdir(parents=True, exist_ok=True)
@@ -114,6 +116,18 @@ def create_outputs(workdir: Path, dry_run_output: str) -> int:
             (workdir / path).parent.mkdir(parents=True, exist_ok=True)
             (workdir / path).touch()
     return len(paths)
+
+
+def write_same_shape_workflow(dry_run_output: str, folder: Path) -> Path:
+    """The trivial Snakefile with the DAG's rules, jobs and edges (same_shape_snakefile), ready to dry-run."""
+    text, shape, sources = same_shape_snakefile(planned_job_list(dry_run_output))
+    folder.mkdir(parents=True)
+    (folder / "Snakefile").write_text(text)
+    (folder / "shape.json").write_text(json.dumps(shape))
+    for source in sources:
+        (folder / source).parent.mkdir(parents=True, exist_ok=True)
+        (folder / source).touch()
+    return folder
 
 
 def summary(seconds: list[tuple[float, float]]) -> dict[str, object]:
@@ -148,6 +162,10 @@ def main() -> None:
         dag_s, dag_out = timed(workdir, configs, args.repeats, "-n")
         one_job_s, _ = timed(workdir, configs, args.repeats, "-n", f"results/probe/{videos[0]}.json")
         grouped_s, grouped_out = timed(workdir, configs, args.repeats, "-n", "--profile", "profiles/slurm")
+        shape_dir = write_same_shape_workflow(dag_out, Path(scratch) / "same-shape")
+        same_shape_s, same_shape_out = timed(shape_dir, [], args.repeats, "-n", "--cores", "1")
+        if job_counts(same_shape_out) != job_counts(dag_out):
+            raise RuntimeError("the same-shape Snakefile plans other jobs than the workflow")
         outputs = create_outputs(workdir, dag_out)
         touch_s, _ = run(workdir, configs, "--touch", "--cores", "2")
         noop_s, noop_out = timed(workdir, configs, args.repeats, "--cores", "2")
@@ -157,9 +175,13 @@ def main() -> None:
     results = {
         "overlay": str(args.overlay) if args.overlay else None,
         "samples": len(rows), "videos": len(videos), "jobs": sum(job_counts(dag_out).values()),
+        "jobs_per_rule": job_counts(dag_out),
         "slurm_jobs_with_groups": slurm_submissions(grouped_out, set(slurm_profile["groups"])),
         "dag_build": summary(dag_s), "one_job_dry_run": summary(one_job_s),
-        "dag_build_slurm_profile": summary(grouped_s),
+        "dag_build_slurm_profile": summary(grouped_s), "same_shape_dag_build": summary(same_shape_s),
+        "dag_build_to_same_shape": round(statistics.median(wall for wall, _ in dag_s)
+                                         / statistics.median(wall for wall, _ in same_shape_s), 2),
+        "target_to_same_shape": TARGET_TO_SAME_SHAPE,
         "outputs": outputs, "touch_all": summary([touch_s]), "noop_rerun": summary(noop_s),
         "target_dag_s": TARGET_DAG_S,
         "dag_within_target": statistics.median(wall for wall, _ in dag_s) < TARGET_DAG_S,
