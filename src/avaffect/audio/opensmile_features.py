@@ -32,12 +32,16 @@ def descriptor_extractor(extractor: str):
                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
 
 
-def descriptor_frames(smile, samples: np.ndarray, sample_rate: int, start_s: float, end_s: float
+def pcm16_range(samples: np.ndarray) -> np.ndarray:
+    """A mono signal in [-1, 1] clipped to what openSMILE reads: it casts samples times 32768 to 16-bit PCM,
+    where a full-scale 1.0 would wrap to -32768."""
+    return np.clip(samples, -1.0, (PCM16_SCALE - 1) / PCM16_SCALE)
+
+
+def descriptor_frames(smile, signal: np.ndarray, sample_rate: int, start_s: float, end_s: float
                       ) -> tuple[np.ndarray, np.ndarray]:
     """(frame centre times (s, from start_s), (n_frames, descriptors)) of one openSMILE run on the span
-    [start_s, end_s) of a mono signal in [-1, 1]."""
-    # openSMILE reads 16-bit PCM (samples times 32768, cast): a full-scale 1.0 would wrap to -32768.
-    signal = np.clip(samples, -1.0, (PCM16_SCALE - 1) / PCM16_SCALE)
+    [start_s, end_s) of a mono signal in `pcm16_range`."""
     table = smile.process_signal(signal, sample_rate, start=start_s, end=end_s)
     starts = table.index.get_level_values("start").total_seconds().to_numpy()
     ends = table.index.get_level_values("end").total_seconds().to_numpy()
@@ -67,9 +71,10 @@ def opensmile_window_embeddings(smile, samples: np.ndarray, sample_rate: int,
                                 windows: Sequence[tuple[float, float]], rate_hz: float) -> np.ndarray:
     """(sum of window steps, 2 x descriptors) `step_statistics` of the `rate_hz` steps of each window (the rows
     of `audio_window_grid`), window after window; one openSMILE run per window, as the window's model input is
-    that window's audio alone."""
+    that window's audio alone. `samples` are a mono signal in [-1, 1]."""
+    signal = pcm16_range(samples)  # once: a window's run reads only its span of the recording
     pooled = [np.zeros((0, 2 * len(smile.feature_names)), np.float32)]
     for start, end in windows:
-        times, frames = descriptor_frames(smile, samples, sample_rate, start, end)
+        times, frames = descriptor_frames(smile, signal, sample_rate, start, end)
         pooled.append(step_statistics(times, frames, len(window_steps(start, end, rate_hz)), 1.0 / rate_hz))
     return np.concatenate(pooled)
