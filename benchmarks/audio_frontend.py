@@ -4,7 +4,8 @@
 
 Stages, each timed on its own: audio extraction (16 kHz mono), Silero VAD, mouth VAD (MediaPipe face
 detection, tracking and face mesh on every frame, then the mouth hysteresis), PDEM embeddings on 4 s windows
-every 2 s covering the whole clip (the worst case: every frame voiced). PDEM runs with RANDOM weights built
+every 2 s covering the whole clip (the worst case: every frame voiced), and the openSMILE extractors
+(eGeMAPSv02 and ComParE_2016 descriptors) on the same windows. PDEM runs with RANDOM weights built
 from ../shared/weights/pdem-config, since the real ones cannot be had here: the compute is the same, the
 values are not. Vocal separation (Spleeter, in its own environment) has its own benchmark:
 benchmarks/spleeter_separation.py.
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 import yaml
 
+from avaffect.audio.opensmile_features import FEATURE_SETS, descriptor_extractor, opensmile_window_embeddings
 from avaffect.audio.pdem import build_pdem, pdem_window_embeddings
 from avaffect.audio.vad import VoiceActivity, mouth_vad
 from avaffect.core.devices import resolve_device
@@ -94,6 +96,10 @@ def main() -> None:
     timed("pdem_embeddings", lambda: pdem_window_embeddings(
         model, extractor, samples, rate, windows, config["embeddings"]["rate_hz"],
         config["embeddings"]["pdem"]["batch_size"], device))
+    for name in FEATURE_SETS:
+        smile = descriptor_extractor(name)
+        timed(f"{name}_embeddings", lambda smile=smile: opensmile_window_embeddings(
+            smile, samples, rate, windows, config["embeddings"]["rate_hz"]))
     profile = pd.read_csv(args.profile)
     corpus_minutes = float((profile["n_frames"] / profile["fps"]).sum() / SECONDS_PER_MINUTE)
     clip_minutes = duration / SECONDS_PER_MINUTE

@@ -13,6 +13,7 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 from avaffect.audio.augment import augmented_copy_numbers  # noqa: E402
+from avaffect.audio.opensmile_features import FEATURE_SETS as OPENSMILE_FEATURE_SETS  # noqa: E402
 from avaffect.corpus.tasks import LABELLED_SPLITS, SPLITS  # noqa: E402
 from avaffect.corpus.layout import annotation_path, scan_corpus, video_of  # noqa: E402
 from avaffect.corpus.demo import corpus_files as demo_corpus_files, demo_manifest  # noqa: E402
@@ -60,6 +61,10 @@ def resource_path(key):
 DETECTORS = config["faces"]["detector"].split("+")
 DETECTOR_WEIGHTS = {name: key for name, key in DETECTOR_RESOURCES.items() if name in DETECTORS}
 DETECTOR_VENVS = {name: env for name, env in DETECTOR_ENVS.items() if name in DETECTORS}
+
+
+# The openSMILE extractors share one rule; the extractor names the feature set.
+OPENSMILE_EXTRACTORS = "|".join(sorted(OPENSMILE_FEATURE_SETS))
 
 
 PDEM_RESOURCES = {"config": "pdem_config", "preprocessor": "pdem_preprocessor_config", "weights": "pdem_weights"}

@@ -122,6 +122,31 @@ rule audio_embeddings_pdem:
         "../workflow/scripts/audio_embeddings_pdem.py"
 
 
+rule audio_embeddings_opensmile:
+    input:
+        audio=sample_audio,
+        vad="results/vad/{sample}.parquet",
+        probe=sample_probe,
+    output:
+        "results/embeddings/audio/{extractor}/{sample}.parquet",
+    log:
+        "results/logs/audio_embeddings/{extractor}/{sample}.log",
+    benchmark:
+        "results/benchmarks/audio_embeddings/{extractor}/{sample}.tsv"
+    wildcard_constraints:
+        extractor=OPENSMILE_EXTRACTORS,
+    conda:
+        "../envs/main.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
+    script:
+        "../workflow/scripts/audio_embeddings_opensmile.py"
+
+
 # One job per training sample embeds all its augmented copies (one output each): the audio is read and PDEM
 # loaded once, and the DAG grows by a job per sample, not per copy.
 if config["augmentation"]["copies"]:
@@ -152,4 +177,16 @@ if config["augmentation"]["copies"]:
             weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
             accept_unpinned=config["resources"]["accept_unpinned"],
             device=config["device"],
+            augmentation=section("augmentation"),
+
+    use rule audio_embeddings_opensmile as audio_embeddings_opensmile_augmented with:
+        output:
+            augmented_outputs("{extractor}"),
+        log:
+            "results/logs/audio_embeddings/{extractor}/augmented/{sample}.log",
+        benchmark:
+            "results/benchmarks/audio_embeddings/{extractor}/augmented/{sample}.tsv"
+        params:
+            rate_hz=config["embeddings"]["rate_hz"],
+            audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
             augmentation=section("augmentation"),

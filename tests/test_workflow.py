@@ -211,6 +211,37 @@ def test_pdem_finetuning_comes_before_the_pdem_embeddings_only_when_configured(t
             assert "finetune_pdem" not in {job for edge in edges for job in edge}
 
 
+def test_models_on_the_opensmile_extractors_plan_their_embeddings_and_augmented_copies(tmp_path):
+    workdir = make_workdir(tmp_path)
+    audio_model = {"family": "audio_transformer", "modality": "audio", "windows_s": [4.0], "normalization": "zscore",
+                   "loss": "mse", "smoothing": "hamming"}
+    (workdir / "opensmile.yaml").write_text(yaml.safe_dump({
+        "models": {"audio_egemaps": audio_model | {"extractor": "egemaps"},
+                   "audio_compare": audio_model | {"extractor": "compare"}},
+        "augmentation": {"copies": 2}}))
+    result = snakemake(workdir, "-n", "--configfile", "opensmile.yaml")
+    jobs = planned_jobs(result.stdout)
+    # one job per sample and extractor, as the log-mel embeddings of the default audio model
+    assert jobs["audio_embeddings_opensmile"] == 2 * jobs["audio_embeddings"] > 0
+    assert jobs["audio_embeddings_opensmile_augmented"] == 2 * jobs["audio_embeddings_augmented"] > 0
+    for extractor in ("egemaps", "compare"):
+        assert f"results/embeddings/audio/{extractor}/augmented/2/" in result.stdout
+        assert f"results/sets/audio/{extractor}/va/train.json" in result.stdout
+
+
+def test_egemaps_embeddings_have_the_logmel_steps_of_the_same_audio_and_voice_activity(demo_run):
+    sample = "demo01"
+    snakemake(demo_run, f"results/embeddings/audio/egemaps/{sample}.parquet")
+    embeddings = demo_run / "results" / "embeddings" / "audio"
+    tables = {name: pd.read_parquet(embeddings / name / f"{sample}.parquet") for name in ("egemaps", "logmel")}
+    steps = ["window", "frame", "time_s"]
+    assert len(tables["egemaps"]) > 0 and tables["egemaps"][steps].equals(tables["logmel"][steps])
+    embedding = np.stack(tables["egemaps"]["embedding"])
+    assert embedding.shape[1] == 50 and np.isfinite(embedding).all()  # eGeMAPSv02's 25 descriptors: mean, std
+    log = (demo_run / "results" / "logs" / "audio_embeddings" / "egemaps" / f"{sample}.log").read_text()
+    assert "eGeMAPSv02: 25 descriptors" in log
+
+
 def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):
     rows = read_submission(demo_run / "results" / "submission_va.txt", "va")["image_location"].tolist()
     sample = demo_run / "sample_va.txt"
