@@ -34,10 +34,12 @@ ABAW_ORDER = [FER_CLASSES.index(name) for name in EXPR_CLASSES if name in FER_CL
 """Output index of each ABAW class the model knows, in EXPR_CLASSES order."""
 ABAW_CLASSES = tuple(name for name in EXPR_CLASSES if name in FER_CLASSES)
 """ABAW's classes less `Other`, which FER-2013 has not: the model's outputs reordered."""
-EMBEDDING_DIM = 128
-"""Channels of the last residual block, globally pooled: the embedding."""
 STEM = (("conv2d_1", "batch_normalization_1"), ("conv2d_2", "batch_normalization_2"))
+"""Keras names of the two stem convolutions and their batch norms."""
+CLASSIFIER = "conv2d_7"
 BLOCK_FILTERS = (16, 32, 64, 128)
+EMBEDDING_DIM = BLOCK_FILTERS[-1]
+"""Channels of the last residual block, globally pooled: the embedding (128)."""
 STEM_FILTERS = 8
 KERAS_BN_EPSILON = 1e-3
 KERAS_BN_MOMENTUM = 0.99
@@ -55,8 +57,6 @@ def block_layers(block: int) -> dict[str, str]:
             "separable_b": f"separable_conv2d_{2 * k}", "bn_b": f"batch_normalization_{3 * k + 2}",
             "shortcut": f"conv2d_{k + 2}", "bn_shortcut": f"batch_normalization_{3 * k}"}
 
-
-CLASSIFIER = "conv2d_7"
 
 
 def keras_batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -130,9 +130,9 @@ class MiniXception(nn.Module):
 
 def keras_names(model: MiniXception) -> dict[str, nn.Module]:
     """The torch module standing for each Keras layer with weights."""
-    modules: dict[str, nn.Module] = {"conv2d_1": model.conv_1, "batch_normalization_1": model.bn_1,
-                                     "conv2d_2": model.conv_2, "batch_normalization_2": model.bn_2,
-                                     CLASSIFIER: model.classifier}
+    (conv_1, bn_1), (conv_2, bn_2) = STEM
+    modules: dict[str, nn.Module] = {conv_1: model.conv_1, bn_1: model.bn_1, conv_2: model.conv_2,
+                                     bn_2: model.bn_2, CLASSIFIER: model.classifier}
     for i, block in enumerate(model.blocks):
         modules |= {keras: getattr(block, attr) for attr, keras in block_layers(i).items()}
     return modules
