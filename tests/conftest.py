@@ -1,7 +1,11 @@
 import json
 import os
+from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +29,18 @@ def small_pdem_config(shared: Path, folder: Path, layers: int = 2) -> Path:
     (folder / "preprocessor_config.json").write_bytes(
         (shared / "weights" / "pdem-config" / "preprocessor_config.json").read_bytes())
     return folder
+
+
+def write_turned(path: Path, upright: Iterable[np.ndarray], fps: Fraction, rotation: int) -> None:
+    """The upright RGB pictures stored as a phone stores them: each turned `rotation` degrees clockwise, with a
+    display matrix that tells players to turn it back (`rotation` counter-clockwise). H.264, no audio."""
+    stored = [np.ascontiguousarray(np.rot90(image, -rotation // 90)) for image in upright]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = stored[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "12", "preset": "veryfast", "x264-params": "mbtree=0"}  # the same bytes every run
+        stream.set_display_rotation(rotation)
+        for image in stored:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))

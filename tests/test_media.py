@@ -1,10 +1,12 @@
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from avaffect.corpus import demo
-from avaffect.media.video import iter_frames, probe_video, read_ahead
+from avaffect.media.video import MediaError, iter_frames, probe_video, read_ahead
 from avaffect.media.wav import extract_audio, read_wav, write_wav
 
 
@@ -82,3 +84,57 @@ def test_video_without_audio_gives_none(tmp_path):
     demo.write_video(tmp_path / "silent.mp4", spec)
     assert not probe_video(tmp_path / "silent.mp4").has_audio
     assert extract_audio(tmp_path / "silent.mp4", 16000) is None
+
+
+def corners_picture(height: int = 48, width: int = 80) -> np.ndarray:
+    """A picture that every turn and mirror changes: a different colour in three corners."""
+    picture = np.zeros((height, width, 3), np.uint8)
+    picture[:8, :16] = (255, 0, 0)
+    picture[:8, -16:] = (0, 255, 0)
+    picture[-8:, -16:] = (0, 0, 255)
+    return picture
+
+
+def write_with_display_matrix(path: Path, stored: np.ndarray, degrees: int, hflip: bool = False,
+                              vflip: bool = False) -> None:
+    """Three frames of `stored` (lossless 4:4:4) under the display matrix of PyAV's set_display_rotation."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.height, stream.width = stored.shape[:2]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize(("degrees", "hflip", "vflip", "rotation", "mirrored"), [
+    (0, False, False, 0, False), (90, False, False, 90, False), (180, False, False, 180, False),
+    (-90, False, False, 270, False), (0, True, False, 0, True), (90, True, False, 90, True),
+    (0, False, True, 180, True), (270, True, True, 90, False),
+], ids=["upright", "90", "180", "270", "mirrored", "90-mirrored", "flipped-upside-down", "270-both-flips"])
+def test_frames_come_out_as_players_show_them(tmp_path, degrees, hflip, vflip, rotation, mirrored):
+    stored = corners_picture()
+    path = tmp_path / "phone.mp4"
+    write_with_display_matrix(path, stored, degrees, hflip, vflip)
+    # set_display_rotation's meaning: turn counter-clockwise, then mirror (FFmpeg 9's command line, which turns
+    # pictures by the display matrix itself, gives these same pictures for all sixteen combinations)
+    shown = np.rot90(stored, degrees // 90)
+    shown = shown[::-1] if vflip else shown
+    shown = shown[:, ::-1] if hflip else shown
+    info = probe_video(path)
+    assert (info.rotation, info.mirrored) == (rotation, mirrored)
+    assert (info.height, info.width) == shown.shape[:2]
+    for _, frame in iter_frames(path):
+        assert frame.shape == shown.shape and frame.flags.c_contiguous
+        assert np.abs(frame.astype(int) - shown).max() <= 2
+
+
+def test_a_turn_that_is_not_a_quarter_is_named(tmp_path):
+    path = tmp_path / "tilted clip.mp4"
+    write_with_display_matrix(path, corners_picture(), 30)
+    with pytest.raises(MediaError, match=f"{path}: display matrix turns the picture by 30 degrees"):
+        probe_video(path)
+    with pytest.raises(MediaError, match="tilted clip.mp4"):
+        next(iter_frames(path))

@@ -1,5 +1,5 @@
-"""Video files through FFmpeg's libraries (PyAV): probing by decoding, frames in order, and decoding read
-ahead of the consumer."""
+"""Video files through FFmpeg's libraries (PyAV): probing by decoding, frames in order and upright, and
+decoding read ahead of the consumer."""
 
 from __future__ import annotations
 
@@ -12,10 +12,18 @@ from typing import TypeVar
 
 import av
 import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
 
 VARIABLE_RATE_SPREAD = 0.5
 """Frame durations that differ by more than this fraction of the average one make a variable frame rate
 (timestamp rounding in a constant-rate file differs by a tick, far less)."""
+
+
+QUARTER_TURN_DEG = 90
+FULL_TURN_DEG = 4 * QUARTER_TURN_DEG
+
+DISPLAY_MATRIX_ONE = 1 << 16
+"""The display matrix's rotation and scale entries are 16.16 fixed-point numbers (FFmpeg's libavutil/display.h)."""
 
 
 class MediaError(RuntimeError):
@@ -23,12 +31,57 @@ class MediaError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Orientation:
+    """How a player turns the stored picture to show it: first `rotation` degrees counter-clockwise, then
+    mirrored left to right if `mirrored` (the stream's display matrix, which phones write instead of turning
+    the pixels)."""
+
+    rotation: int = 0  # 0, 90, 180 or 270
+    mirrored: bool = False
+
+    def display_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the shown picture, from those of the stored one."""
+        return (height, width) if self.rotation % (2 * QUARTER_TURN_DEG) else (width, height)
+
+    def upright(self, image: np.ndarray) -> np.ndarray:
+        """The stored image (H, W, ...) as shown."""
+        if self == UNTURNED:
+            return image
+        shown = np.rot90(image, self.rotation // QUARTER_TURN_DEG)  # np.rot90 turns counter-clockwise
+        return np.ascontiguousarray(shown[:, ::-1] if self.mirrored else shown)
+
+
+UNTURNED = Orientation()
+
+
+def display_orientation(frame: av.VideoFrame, path: Path) -> Orientation:
+    """The orientation the frame's display matrix asks for; a turn that is not a multiple of 90 degrees is an
+    error (no phone writes one, and showing it would resample the picture into a tilted, cropped one)."""
+    side_data = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    if side_data is None:
+        return UNTURNED
+    matrix = np.frombuffer(bytes(side_data), dtype=np.int32).reshape(3, 3)[:2, :2] / DISPLAY_MATRIX_ONE
+    # FFmpeg's matrix maps a stored point (x, y) to (x, y) @ matrix: a counter-clockwise turn by t is
+    # [[cos t, -sin t], [sin t, cos t]], and a mirror after it negates the first column (libavutil/display.c;
+    # FFmpeg's command line, which turns pictures by this matrix, shows all eight orientations the same way).
+    mirrored = bool(np.linalg.det(matrix) < 0)
+    first_column = -matrix[:, 0] if mirrored else matrix[:, 0]
+    degrees = round(np.degrees(np.arctan2(first_column[1], first_column[0])))
+    if degrees % QUARTER_TURN_DEG:
+        raise MediaError(f"{path}: display matrix turns the picture by {degrees} degrees; only multiples of "
+                         f"{QUARTER_TURN_DEG} are supported")
+    return Orientation(degrees % FULL_TURN_DEG, mirrored)
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     path: str
     n_frames: int  # counted by decoding: container frame counts are unreliable
     fps: float
-    width: int
+    width: int  # as shown and as iter_frames yields frames: the stored height for a video stored sideways
     height: int
+    rotation: int  # degrees counter-clockwise the stored picture is turned to be shown (Orientation)
+    mirrored: bool
     duration_s: float
     container_frames: int
     variable_frame_rate: bool  # frame k is still taken at (k - 1) / fps: audio alignment is approximate
@@ -72,17 +125,27 @@ def probe_video(path: Path) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate
         if not rate or float(rate) <= 0:
             raise MediaError(f"{path}: video stream has no frame rate")
-        times = [frame.time for frame in _decode_video(container, stream, path)]
+        times, orientations = [], set()
+        for frame in _decode_video(container, stream, path):
+            times.append(frame.time)
+            orientations.add(display_orientation(frame, path))
         n_frames = len(times)
         if n_frames == 0:
             raise MediaError(f"{path}: no decodable video frames")
+        if len(orientations) > 1:
+            shown = ", ".join(map(str, orientations))
+            raise MediaError(f"{path}: display orientation changes within the video ({shown})")
+        [orientation] = orientations
+        width, height = orientation.display_size(stream.codec_context.width, stream.codec_context.height)
         audio = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
             path=str(path),
             n_frames=n_frames,
             fps=float(rate),
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
+            rotation=orientation.rotation,
+            mirrored=orientation.mirrored,
             duration_s=n_frames / float(rate),
             container_frames=int(stream.frames or 0),
             variable_frame_rate=is_variable_rate(times, float(rate)),
@@ -102,7 +165,8 @@ def is_variable_rate(times: list[float | None], fps: float) -> bool:
 
 
 def iter_frames(path: Path, frames: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (1-based frame number, RGB uint8 image) in decoding order, only the requested frames if given."""
+    """Yield (1-based frame number, RGB uint8 image) in decoding order, only the requested frames if given;
+    each image upright, as a player shows it (its display matrix applied)."""
     wanted = None if frames is None else set(frames)
     last = max(wanted) if wanted else None
     with open_container(path) as container:
@@ -110,7 +174,7 @@ def iter_frames(path: Path, frames: Iterable[int] | None = None) -> Iterator[tup
         stream.thread_type = "AUTO"
         for number, frame in enumerate(_decode_video(container, stream, path), start=1):
             if wanted is None or number in wanted:
-                yield number, frame.to_ndarray(format="rgb24")
+                yield number, display_orientation(frame, path).upright(frame.to_ndarray(format="rgb24"))
             if last is not None and number >= last:
                 return
 
