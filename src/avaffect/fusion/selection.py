@@ -115,11 +115,11 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     n_draws x frames; a forest about 2 us per frame drawn per tree on one core, each tree's bootstrap drawing
     rf_max_samples times its frames (None: as many). n_draws is used by "swf"/"dwf" only, tree_grid (the
     forest sizes whose OOB error is measured, config fusion.rf_trees), rf_max_samples and min_samples_leaf
-    by "rf" only.
+    by "rf" only. n_jobs: threads for the EXPR weight search, and for the forests: n_jobs of the
+    n_folds + 1 forests grow at a time, each on n_jobs threads.
 
     "none" takes exactly one model: its predictions are the out-of-fold and the in-sample ones, since
-    nothing is chosen on the validation frames. n_jobs: threads for the EXPR weight search, and for the
-    forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
+    nothing is chosen on the validation frames.
     """
     check_task(task)
     if method not in SYSTEM_METHODS:
