@@ -29,6 +29,7 @@ rule all:
     default_target: True
     input:
         expand("results/submission_{task}.txt", task=TASKS),
+        expand("results/submissions/{system}/submission_{task}.txt", system=SYSTEMS, task=TASKS),
         "results/metrics/validation.csv",
         expand("results/report/validation/{task}", task=TASKS),
         rules.runtimes.output,

@@ -20,7 +20,7 @@ searched on search_max_rows validation frames and each forest is fit on rf_max_r
 each tree drawing rf_max_samples of them; every out-of-fold score covers all validation frames, as in the
 workflow (a forest's in-sample score covers the frames it was fit on). Each stage's CPU time (all threads) is
 reported beside its wall time: on a machine shared with others it says more. RF stacking grows up to 400 trees
-(RF_TREE_GRID; the grid stops at an OOB plateau, see fusion.forest.fit_forest) for each fold and the final fit,
+(fusion.rf_trees; the grid stops at an OOB plateau, see fusion.forest.fit_forest) for each fold and the final fit,
 --jobs forests at a time on --jobs threads each; interpolation and smoothing do --jobs videos at a time.
 """
 
@@ -217,7 +217,7 @@ def main() -> None:
             fitted[task, method] = timed(stages, f"fit_{method}_{task}", lambda task=task, method=method: fit_fusion(
                 method, frames["validation"][task], validation[task], validation["groups"], task, args.draws, SEED,
                 args.folds, search_max_rows=args.search_max_rows, rf_max_rows=args.rf_max_rows,
-                rf_max_samples=args.rf_max_samples, n_jobs=args.jobs),
+                rf_max_samples=args.rf_max_samples, tree_grid=FUSION["rf_trees"], n_jobs=args.jobs),
                 cpu)
             scores[f"{task}_{method}"] = fitted[task, method].report
     fused = timed(stages, "apply_test", lambda: {key: fit.apply(frames["test"][key[0]]) for key, fit in fitted.items()},

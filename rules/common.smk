@@ -21,12 +21,17 @@ from avaffect.face.detectors import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E
 from avaffect.core.resources import load_manifest  # noqa: E402
 from avaffect.audio.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
 from avaffect.core.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
+from avaffect.fusion.systems import NO_FUSION, candidate_systems, resolve_systems  # noqa: E402
 
 TASKS = config["tasks"]
 MODELS = config["models"]
-# Fusion reads the models in this order (weights, forest features): sorted, so that the order of the keys in
-# a user's YAML neither changes a fusion nor counts as a params change that reruns it.
-FUSED_MODELS = sorted(MODELS)
+try:
+    # Each system's models per task, sorted; a model is trained for a task when a system fuses it there.
+    SYSTEMS = resolve_systems(config["systems"], MODELS, TASKS)
+    # The systems results/submission_{task}.txt chooses among ("best": every one, by out-of-fold score).
+    SUBMITTED = candidate_systems(config["fusion"]["submit"], SYSTEMS)
+except ValueError as error:
+    raise WorkflowError(str(error)) from error
 CORPUS = Path(config["corpus"]["root"])
 
 RESOURCES = load_manifest(Path(workflow.basedir) / "resources" / "manifest.yaml")
@@ -49,7 +54,7 @@ wildcard_constraints:
     video=r"[^/]+",
     sample=r"[^/]+",
     window=r"[0-9.]+",
-    method="swf|dwf|rf",
+    system="|".join(SYSTEMS),
     resource_file="|".join(map(re.escape, RESOURCE_BY_FILE)),
 
 
@@ -250,22 +255,25 @@ def sample_file(wildcards):
     return {"sample": path} if path else {}
 
 
-FUSION_METHODS = config["fusion"]["methods"]
-# "best": every method is fit and the submission takes the best out-of-fold one.
-SUBMITTED = FUSION_METHODS if config["fusion"]["submit"] == "best" else [config["fusion"]["submit"]]
+def system_models(system, task):
+    return list(SYSTEMS[system].models[task])
 
 
-def fusion_settings(method):
+def system_predictions(split):
+    """The smoothed predictions of a system's models for the task of the wildcards, in the system's order."""
+    return lambda w: [f"results/predictions/{m}/{w.task}/{split}.parquet" for m in system_models(w.system, w.task)]
+
+
+def fusion_settings(system):
+    """What a system's fuse job reads of the fusion section: only its method's settings, so that changing
+    another method's settings reruns nothing of it."""
+    method = SYSTEMS[system].method
+    if method == NO_FUSION:
+        return {}
     settings = {"folds": config["fusion"]["folds"], "seed": config["fusion"]["seed"]}
     if method == "rf":
-        return settings | {key: config["fusion"][key] for key in ("rf_max_rows", "rf_max_samples")}
+        return settings | {key: config["fusion"][key] for key in ("rf_max_rows", "rf_max_samples", "rf_trees")}
     return settings | {"draws": config["fusion"]["draws"], "search_max_rows": config["fusion"]["search_max_rows"]}
-
-
-if config["fusion"]["submit"] not in ["best", *FUSION_METHODS]:
-    raise WorkflowError(
-        f"config fusion.submit: '{config['fusion']['submit']}' is not among fusion.methods {FUSION_METHODS}"
-    )
 
 
 PDEM_FINETUNE_SPLITS = list(LABELLED_SPLITS)

@@ -1,26 +1,27 @@
 rule fuse:
     input:
-        validation=expand("results/predictions/{model}/{{task}}/validation.parquet", model=FUSED_MODELS),
-        test=expand("results/predictions/{model}/{{task}}/test.parquet", model=FUSED_MODELS),
+        validation=system_predictions("validation"),
+        test=system_predictions("test"),
         probes=lambda w: probes(w.task, ["validation"]),
         annotations=lambda w: annotations(w.task, "validation"),
     output:
-        parameters="results/fusion/{task}/{method}/parameters.json",
-        validation="results/fusion/{task}/{method}/validation.parquet",
-        test="results/fusion/{task}/{method}/test.parquet",
-        metrics="results/fusion/{task}/{method}/metrics.json",
+        parameters="results/fusion/{task}/{system}/parameters.json",
+        validation="results/fusion/{task}/{system}/validation.parquet",
+        test="results/fusion/{task}/{system}/test.parquet",
+        metrics="results/fusion/{task}/{system}/metrics.json",
     log:
-        "results/logs/fuse/{task}/{method}.log",
+        "results/logs/fuse/{task}/{system}.log",
     benchmark:
-        "results/benchmarks/fuse/{task}/{method}.tsv"
+        "results/benchmarks/fuse/{task}/{system}.tsv"
     conda:
         "../envs/main.yaml"
     threads: 2
     resources:
         mem_mb=4000,
     params:
-        models=FUSED_MODELS,
+        models=lambda w: system_models(w.system, w.task),
+        method=lambda w: SYSTEMS[w.system].method,
         corpus=str(CORPUS),
-        fusion=lambda w: fusion_settings(w.method),
+        fusion=lambda w: fusion_settings(w.system),
     script:
         "../workflow/scripts/fuse.py"

@@ -1,11 +1,34 @@
-rule submission:
+rule system_submission:
     input:
         unpack(sample_file),
-        fused=lambda w: expand("results/fusion/{task}/{method}/test.parquet", task=w.task, method=SUBMITTED),
-        metrics=lambda w: expand("results/fusion/{task}/{method}/metrics.json", task=w.task, method=SUBMITTED),
+        fused="results/fusion/{task}/{system}/test.parquet",
         probes=lambda w: probes(w.task, ["test"]),
     output:
-        "results/submission_{task}.txt",
+        "results/submissions/{system}/submission_{task}.txt",
+    log:
+        "results/logs/system_submission/{system}/{task}.log",
+    benchmark:
+        "results/benchmarks/system_submission/{system}/{task}.tsv"
+    conda:
+        "../envs/main.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        samples=lambda w: MANIFEST.samples[w.task]["test"],
+    script:
+        "../workflow/scripts/system_submission.py"
+
+
+rule submission:
+    input:
+        submissions=lambda w: expand(
+            "results/submissions/{system}/submission_{task}.txt", system=SUBMITTED, task=w.task
+        ),
+        metrics=lambda w: expand("results/fusion/{task}/{system}/metrics.json", task=w.task, system=SUBMITTED),
+    output:
+        submission="results/submission_{task}.txt",
+        choice="results/submission_{task}.json",
     log:
         "results/logs/submission/{task}.log",
     benchmark:
@@ -14,17 +37,16 @@ rule submission:
         "../envs/main.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
     params:
-        samples=lambda w: MANIFEST.samples[w.task]["test"],
-        methods=SUBMITTED,
+        systems=SUBMITTED,
     script:
         "../workflow/scripts/submission.py"
 
 
 rule metrics_table:
     input:
-        expand("results/fusion/{task}/{method}/metrics.json", task=TASKS, method=FUSION_METHODS),
+        expand("results/fusion/{task}/{system}/metrics.json", task=TASKS, system=SYSTEMS),
     output:
         report(
             "results/metrics/validation.csv",
@@ -47,8 +69,8 @@ rule metrics_table:
 
 rule validation_figures:
     input:
-        fused=lambda w: expand("results/fusion/{task}/{method}/validation.parquet", task=w.task, method=SUBMITTED),
-        metrics=lambda w: expand("results/fusion/{task}/{method}/metrics.json", task=w.task, method=SUBMITTED),
+        fused=lambda w: expand("results/fusion/{task}/{system}/validation.parquet", task=w.task, system=SUBMITTED),
+        choice="results/submission_{task}.json",
         probes=lambda w: probes(w.task, ["validation"]),
         annotations=lambda w: annotations(w.task, "validation"),
     output:
@@ -71,7 +93,7 @@ rule validation_figures:
         mem_mb=2000,
     params:
         samples=lambda w: split_samples(w.task, "validation"),
-        methods=SUBMITTED,
+        systems=SUBMITTED,
         corpus=str(CORPUS),
     script:
         "../workflow/scripts/validation_figures.py"
@@ -81,6 +103,7 @@ rule runtimes:
     input:
         # Everything else the workflow makes, so that every other job's benchmark file is there.
         expand("results/submission_{task}.txt", task=TASKS),
+        expand("results/submissions/{system}/submission_{task}.txt", system=SYSTEMS, task=TASKS),
         "results/metrics/validation.csv",
         expand("results/report/validation/{task}", task=TASKS),
     output:

@@ -4,6 +4,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import REPO
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from avaffect.corpus.metrics import best_reported_fusion, ccc, macro_f1, p_va, valid_va
@@ -34,6 +36,7 @@ from avaffect.fusion.selection import (
     compare_fusions,
     filled_table,
     fit_fusion,
+    metrics_table,
     video_folds,
 )
 
@@ -554,7 +557,7 @@ def test_compare_fusions_reports_models_and_methods_and_applies_the_selected_one
     columns = ["valence", "arousal"]
     tables = tables_of(predictions, groups, columns)
     fitted, report = compare_fusions(tables, target, "va", columns, ["n1", "n2", "good"], ["swf", "rf"],
-                                     n_draws=50, seed=0, n_folds=3)
+                                     n_draws=50, seed=0, n_folds=3, tree_grid=SMALL_GRID)
     assert set(report["validation"]) == {"n1", "n2", "good"} and set(report["fusion"]) == {"swf", "rf"}
     assert report["selected"] == best_fusion(fitted, "va")
     json.dumps(report)
@@ -565,6 +568,54 @@ def test_compare_fusions_reports_models_and_methods_and_applies_the_selected_one
     assert filled == 1 and list(table.columns) == ["video", "frame", *columns]
     np.testing.assert_allclose(table.loc[3, columns].to_numpy(float), report["prior"])
     assert np.isfinite(table[columns].to_numpy()).all()
+
+
+@pytest.mark.parametrize("task", ["va", "expr"])
+def test_no_fusion_passes_its_one_model_through_and_scores_it_as_a_fusion(task):
+    predictions, target, groups = video_data(task, 21, n_videos=3, n_frames=100)
+    good = predictions[-1:].copy()
+    good[0, 7] = np.nan  # a frame the model misses stays missing, for the prior to fill
+    fitted = fit("none", good, target, groups, task)
+    np.testing.assert_array_equal(fitted.out_of_fold, good[0])
+    np.testing.assert_array_equal(fitted.apply(good), good[0])
+    assert fitted.report["out_of_fold"] == fitted.report["in_sample"] == _scores(task, target, good[0])
+    json.dumps(fitted.report)
+    with pytest.raises(ValueError, match="one model through, got 3"):
+        fit("none", predictions, target, groups, task)
+
+
+def test_rf_needs_a_tree_grid():
+    predictions, target, groups = video_data("va", 22, n_videos=3, n_frames=100)
+    with pytest.raises(ValueError, match="fusion.rf_trees"):
+        fit("rf", predictions, target, groups, "va", tree_grid=None)
+
+
+def test_the_configured_tree_grid_starts_at_the_papers_ten_trees():
+    grid = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["fusion"]["rf_trees"]
+    predictions, target, groups = video_data("expr", 23)
+    report = fit("rf", predictions, target, groups, "expr", tree_grid=grid).report
+    assert min(grid) == 10 and report["oob_curve"][0]["n_trees"] == 10
+    assert report["n_trees"] in grid and set(report["fold_n_trees"]) <= set(grid)
+
+
+def test_metrics_table_lists_each_model_once_and_every_system_out_of_fold_and_in_sample():
+    predictions, target, groups = video_data("va", 24, n_videos=3, n_frames=100)
+    columns = ["valence", "arousal"]
+    tables = tables_of(predictions, groups, columns)
+    reports = []
+    for system, method, models in (("sys1", "none", [2]), ("sys2", "swf", [0, 2]), ("sys3", "dwf", [0, 1, 2])):
+        names = [f"m{i}" for i in models]
+        _, report = compare_fusions([tables[i] for i in models], target, "va", columns, names, [method],
+                                    n_draws=20, seed=0, n_folds=3)
+        reports.append(report | {"system": system, "method": method, "models": names})
+    table = metrics_table(reports, ["va"] * 3)
+    models = table[table["kind"] == "model"]
+    assert models["name"].tolist() == ["m2", "m0", "m1"]
+    systems = table[table["kind"] == "system"]
+    assert list(zip(systems["name"], systems["method"], systems["models"], systems["estimate"], strict=True)) == [
+        (s, m, names, e) for s, m, names in (("sys1", "none", "m2"), ("sys2", "swf", "m0 m2"),
+                                             ("sys3", "dwf", "m0 m1 m2")) for e in ("out_of_fold", "in_sample")]
+    assert systems["p_va"].notna().all()
 
 
 def test_filled_table_fills_empty_rows_with_the_prior_and_leaves_its_input_alone():

@@ -90,8 +90,8 @@ def write_benchmark(path, seconds, rss):
 
 def test_runtime_table_sums_the_jobs_of_each_rule_longest_first(tmp_path):
     root = tmp_path / "benchmarks"
-    paths = [write_benchmark(root / "fuse" / "va" / "swf.tsv", [3.0], [100.0]),
-             write_benchmark(root / "fuse" / "expr" / "rf.tsv", [5.0], [250.0]),
+    paths = [write_benchmark(root / "fuse" / "va" / "sys2.tsv", [3.0], [100.0]),
+             write_benchmark(root / "fuse" / "expr" / "sys4.tsv", [5.0], [250.0]),
              write_benchmark(root / "ingest_video" / "demo01.tsv", [0.5], ["-"]),
              write_benchmark(root / "metrics_table.tsv", [1.0, 2.0], [40.0, 60.0])]
     table = runtime_table({p: read_benchmark(p) for p in paths}, root)

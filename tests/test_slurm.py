@@ -65,7 +65,7 @@ def slurm_run(slurm_conf, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
     config = yaml.safe_load(config_path.read_text())
     # config/config.yaml itself: models are a mapping and --configfile would merge into the default models
     config["models"] = MODELS
-    config["fusion"]["methods"] = ["swf"]
+    config["systems"] = {"kelm_swf": {"models": list(MODELS), "method": "swf"}}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
         sys.executable, "-m", "snakemake", "--profile", "profiles/slurm",

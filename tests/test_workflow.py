@@ -60,6 +60,9 @@ def frame_labels(workdir: Path, task: str, split: str, videos: list[str], root: 
     return np.concatenate(parts)
 
 
+SYSTEMS = ("sys1", "sys2", "sys3", "sys4")  # config/config.yaml's systems
+
+
 def test_both_submissions_are_valid_and_complete(demo_run):
     for task in ("va", "expr"):
         table = read_submission(demo_run / "results" / f"submission_{task}.txt", task)
@@ -72,24 +75,51 @@ def test_both_submissions_are_valid_and_complete(demo_run):
         assert np.isfinite(values).all()
 
 
-@pytest.mark.parametrize("method", ["swf", "dwf"])
-def test_fused_validation_recovers_the_labels(demo_run, method):
-    # out-of-fold: each validation video is fused with weights chosen without it
-    fused = pd.read_parquet(demo_run / "results" / "fusion" / "va" / method / "validation.parquet")
+def test_every_system_has_a_valid_submission_and_the_best_one_is_submitted(demo_run):
+    for task, metric in (("va", "p_va"), ("expr", "macro_f1")):
+        submitted = demo_run / "results" / f"submission_{task}.txt"
+        rows = read_submission(submitted, task)["image_location"].tolist()
+        scores = {}
+        for system in SYSTEMS:
+            path = demo_run / "results" / "submissions" / system / f"submission_{task}.txt"
+            assert read_submission(path, task)["image_location"].tolist() == rows, path
+            report = json.loads((demo_run / "results" / "fusion" / task / system / "metrics.json").read_text())
+            assert report["system"] == system
+            scores[system] = report["fusion"][report["method"]]["out_of_fold"][metric]
+        choice = json.loads((demo_run / "results" / f"submission_{task}.json").read_text())
+        assert choice["candidates"] == scores and choice["out_of_fold"] == max(scores.values())
+        chosen = demo_run / "results" / "submissions" / choice["system"] / f"submission_{task}.txt"
+        assert submitted.read_bytes() == chosen.read_bytes()
+
+
+def test_a_single_model_system_passes_its_smoothed_predictions_through(demo_run):
+    for task in ("va", "expr"):
+        fused = pd.read_parquet(demo_run / "results" / "fusion" / task / "sys1" / "validation.parquet")
+        model = pd.read_parquet(demo_run / "results" / "predictions" / "visual" / task / "validation.parquet")
+        covered = model.drop(columns=["video", "frame"]).notna().all(axis=1).to_numpy()
+        pd.testing.assert_frame_equal(fused[covered].reset_index(drop=True),
+                                      model[fused.columns][covered].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("system", ["sys3", "sys4"])
+def test_fused_validation_recovers_the_labels(demo_run, system):
+    # out-of-fold: each validation video is fused by parameters chosen without it
+    fused = pd.read_parquet(demo_run / "results" / "fusion" / "va" / system / "validation.parquet")
     videos = list(dict.fromkeys(fused["video"]))
     truth = frame_labels(demo_run, "va", "validation", videos, demo_run / "results" / "demo_corpus")
     assert p_va(truth, fused[["valence", "arousal"]].to_numpy()) >= 0.9
 
 
-def test_metrics_table_reports_models_and_out_of_fold_and_in_sample_fusion(demo_run):
+def test_metrics_table_reports_models_and_out_of_fold_and_in_sample_systems(demo_run):
     table = pd.read_csv(demo_run / "results" / "metrics" / "validation.csv")
     models = {"visual", "visual_tcn", "visual_linear", "visual_kelm", "audio"}
     for task, metric in (("va", "p_va"), ("expr", "macro_f1")):
         rows = table[table["task"] == task]
         assert set(rows[rows["kind"] == "model"]["name"]) == models
-        fusion = rows[rows["kind"] == "fusion"]
-        assert set(zip(fusion["name"], fusion["estimate"], strict=True)) == {
-            (m, e) for m in ("swf", "dwf", "rf") for e in ("out_of_fold", "in_sample")}
+        systems = rows[rows["kind"] == "system"]
+        assert set(zip(systems["name"], systems["method"], systems["estimate"], strict=True)) == {
+            (s, m, e) for s, m in zip(SYSTEMS, ("none", "dwf", "dwf", "rf"), strict=True)
+            for e in ("out_of_fold", "in_sample")}
         assert rows[metric].notna().all()
 
 
@@ -134,8 +164,8 @@ def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
     changed.write_text(yaml.safe_dump(config))  # sorted keys: order must not matter
     assert "Nothing to be done" in snakemake(demo_run, "-n").stdout
     jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", str(changed)).stdout)
-    assert set(jobs) == {"smooth_predictions", "fuse", "submission", "metrics_table", "validation_figures", "runtimes",
-                         "all"}
+    assert set(jobs) == {"smooth_predictions", "fuse", "system_submission", "submission", "metrics_table",
+                         "validation_figures", "runtimes", "all"}
     # 4 of the 5 models smooth with a Hamming window (visual_linear uses a box filter): 2 tasks x 2 splits each
     assert jobs["smooth_predictions"] == 16
 
@@ -198,6 +228,71 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     overlapping = snakemake(workdir, "-n", "--configfile", "overlap.yaml", check=False)
     assert overlapping.returncode != 0
     assert "overlap_s must be shorter than chunk_s" in overlapping.stdout + overlapping.stderr
+
+
+def planned_outputs(dry_run_output: str) -> dict[str, list[tuple[list[str], list[str]]]]:
+    """(inputs, outputs) of every job that `snakemake -n` prints, per rule."""
+    jobs: dict[str, list[tuple[list[str], list[str]]]] = {}
+    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", dry_run_output, re.MULTILINE):
+        files = {key: value.split(", ") for key, value in re.findall(r"^    (input|output): (.*)$", body, re.MULTILINE)}
+        jobs.setdefault(rule, []).append((files.get("input", []), files.get("output", [])))
+    return jobs
+
+
+SYSTEMS_CONFIG = {
+    "models": {"va_only": {"family": "kelm", "modality": "face", "extractor": "landmarks", "windows_s": [2.0],
+                           "normalization": "zscore", "loss": "mse", "smoothing": "hamming", "tasks": ["va"]}},
+    "systems": {"mixed": {"models": {"va": ["visual", "va_only"], "expr": ["visual_kelm", "visual"]},
+                          "method": "swf"}},
+}
+
+
+def test_every_system_gets_a_fuse_job_and_a_submission_per_task(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "systems.yaml").write_text(yaml.safe_dump(SYSTEMS_CONFIG))
+    jobs = planned_outputs(snakemake(workdir, "-n", "--configfile", "systems.yaml").stdout)
+    systems = [*SYSTEMS, "mixed"]
+    fused = {output[0]: inputs for inputs, output in jobs["fuse"]}
+    assert set(fused) == {f"results/fusion/{t}/{s}/parameters.json" for t in ("va", "expr") for s in systems}
+    # each fuse job reads its system's models for its task, and only those
+    predictions = {path: sorted(f for f in inputs if f.startswith("results/predictions/"))
+                   for path, inputs in fused.items()}
+    assert predictions["results/fusion/va/mixed/parameters.json"] == [
+        f"results/predictions/{m}/va/{split}.parquet"
+        for m in ("va_only", "visual") for split in ("test", "validation")]
+    assert predictions["results/fusion/expr/sys1/parameters.json"] == [
+        f"results/predictions/visual/expr/{split}.parquet" for split in ("test", "validation")]
+    # the VA-only model is trained for VA only
+    trained = {tuple(output[0].split("/")[2:4]) for _, output in jobs["train"]}  # results/models/{model}/{task}/
+    assert ("va_only", "va") in trained and ("va_only", "expr") not in trained
+    submissions = {output[0]: inputs for inputs, output in jobs["system_submission"]}
+    assert set(submissions) == {f"results/submissions/{s}/submission_{t}.txt" for t in ("va", "expr") for s in systems}
+    assert submissions["results/submissions/mixed/submission_va.txt"][0] == "results/fusion/va/mixed/test.parquet"
+    chosen = {output[0]: inputs for inputs, output in jobs["submission"]}
+    assert sorted(chosen["results/submission_expr.txt"]) == sorted(
+        [f"results/submissions/{s}/submission_expr.txt" for s in systems]
+        + [f"results/fusion/expr/{s}/metrics.json" for s in systems])
+    # a named system is the only candidate
+    (workdir / "named.yaml").write_text(yaml.safe_dump({"fusion": {"submit": "mixed"}}))
+    named = snakemake(workdir, "-n", "results/submission_va.txt", "--configfile", "systems.yaml", "named.yaml").stdout
+    assert planned_outputs(named)["submission"][0][0] == ["results/submissions/mixed/submission_va.txt",
+                                                          "results/fusion/va/mixed/metrics.json"]
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"systems": {"sys5": {"models": ["visual", "nosuch"], "method": "dwf"}}},
+     "config systems.sys5.models (va): 'nosuch' is not a model of config models"),
+    (SYSTEMS_CONFIG | {"systems": {"sys5": {"models": ["va_only", "visual"], "method": "rf"}}},
+     "config systems.sys5.models (expr): model 'va_only' is not trained for task expr"),
+    ({"systems": {"sys5": {"models": ["visual", "audio"], "method": "none"}}},
+     "method none passes one model through unfused, got 2"),
+    ({"fusion": {"submit": "sys9"}}, "config fusion.submit: 'sys9' is neither best nor a system"),
+])
+def test_a_bad_system_stops_the_workflow_with_a_clear_error(tmp_path, config, message):
+    workdir = make_workdir(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
 
 
 def dag_edges(dot: str) -> set[tuple[str, str]]:

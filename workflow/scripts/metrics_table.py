@@ -1,4 +1,4 @@
-"""One table of every model's and every fusion's validation scores, both tasks."""
+"""One table of every model's and every system's validation scores, both tasks."""
 
 from pathlib import Path
 

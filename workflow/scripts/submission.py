@@ -1,29 +1,22 @@
-"""The ABAW submission file of one task, written only after it validates."""
+"""The task's submission file: the chosen system's (fusion.submit), and which one it is, with its score."""
 
+import shutil
 from pathlib import Path
 
 from avaffect.core.logs import job_logger
-from avaffect.core.tables import read_json, read_parquet
-from avaffect.corpus.layout import probes_by_sample
+from avaffect.core.tables import atomic_write, read_json, write_json
 from avaffect.corpus.metrics import PRIMARY_METRIC, best_reported_fusion
-from avaffect.fusion.submission import expected_rows, follow_rows, read_sample_rows, submission_table, write_submission
 
 log = job_logger(snakemake.log[0], "submission")
-task = snakemake.wildcards.task
-probes = probes_by_sample(snakemake.params.samples, {Path(f).stem: read_json(f) for f in snakemake.input.probes})
-frame_counts = {sample: probe["n_frames"] for sample, probe in probes.items()}
-reports = {method: read_json(f)["fusion"][method]
-           for method, f in zip(snakemake.params.methods, snakemake.input.metrics, strict=True)}
-chosen = best_reported_fusion(reports, task)
-scores = {method: report["out_of_fold"][PRIMARY_METRIC[task]] for method, report in reports.items()}
-log.info("out-of-fold validation %s per fusion method: %s; submitting %s", PRIMARY_METRIC[task], scores, chosen)
-fused = read_parquet(snakemake.input.fused[snakemake.params.methods.index(chosen)])
-table = submission_table(fused, task)
-if snakemake.input.get("sample"):
-    rows = read_sample_rows(Path(snakemake.input.sample))
-    table = follow_rows(table, rows, snakemake.input.sample)
-    log.info("rows follow the organisers' sample file %s", snakemake.input.sample)
-else:
-    rows = expected_rows(frame_counts)
-write_submission(Path(snakemake.output[0]), table, task, rows)
-log.info("%s: %d rows for %d test samples", snakemake.output[0], len(rows), len(frame_counts))
+task, systems = snakemake.wildcards.task, snakemake.params.systems
+metric = PRIMARY_METRIC[task]
+reports = {system: read_json(f) for system, f in zip(systems, snakemake.input.metrics, strict=True)}
+fusions = {system: report["fusion"][report["method"]] for system, report in reports.items()}
+chosen = best_reported_fusion(fusions, task)
+scores = {system: fusion["out_of_fold"][metric] for system, fusion in fusions.items()}
+log.info("out-of-fold validation %s per system: %s; submitting %s", metric, scores, chosen)
+source = snakemake.input.submissions[systems.index(chosen)]
+atomic_write(Path(snakemake.output.submission), lambda tmp: shutil.copyfile(source, tmp))
+write_json({"system": chosen, "method": reports[chosen]["method"], "models": reports[chosen]["models"],
+            "metric": metric, "out_of_fold": scores[chosen], "candidates": scores, "file": source},
+           Path(snakemake.output.choice))

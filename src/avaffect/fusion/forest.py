@@ -15,8 +15,6 @@ from avaffect.corpus.metrics import (
 from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS
 from avaffect.fusion.dirichlet import check_predictions, evenly_spaced, fuse
 
-RF_TREE_GRID = (25, 50, 100, 200, 400)
-"""Forest sizes whose out-of-bag error is measured; the forest keeps the smallest good one."""
 RF_OOB_TOLERANCE = 0.005
 """A tree count is good when its OOB error (1 - accuracy, or 1 - mean R^2 for VA) is within this of the best.
 The tree grid also stops growing once the next grid step is expected to lower the best OOB error by no more
@@ -68,10 +66,10 @@ def _labelled(task: str, target: np.ndarray) -> np.ndarray:
 class _OobTally:
     """Out-of-bag predictions of a forest summed tree by tree, for the OOB score sklearn's oob_score=True gives.
 
-    sklearn recomputes the OOB sums over every tree at each warm-start fit (25 + 50 + ... + 400 trees for the
-    grid RF_TREE_GRID, one tree at a time on one thread); adding only the trees grown since the last call,
-    in the same order, gives the same sums bit for bit, hence the same score. A row that no tree has left out
-    of its bag counts with a prediction of zero, as in sklearn (which warns about it).
+    sklearn recomputes the OOB sums over every tree at each warm-start fit (10 + 25 + ... + 400 trees for the
+    default grid, config fusion.rf_trees, one tree at a time on one thread); adding only the trees grown since
+    the last call, in the same order, gives the same sums bit for bit, hence the same score. A row that no tree
+    has left out of its bag counts with a prediction of zero, as in sklearn (which warns about it).
     """
 
     def __init__(self, forest: Forest, x: np.ndarray, y: np.ndarray):

@@ -1,6 +1,8 @@
 """Late fusion of several models' frame-level predictions, chosen and scored without leakage.
 
-Methods (METHODS):
+Methods (METHODS, and NO_FUSION of fusion.systems):
+- "none": one model's predictions, passed through unfused and scored as a fusion is, so that a single-model
+  system ranks beside fused ones;
 - "swf": one Dirichlet weight per model, the best of `n_draws` random draws (fusion.dirichlet);
 - "dwf": a Dirichlet weight per model and column (per VA dimension; per EXPR class, i.e. MCWF);
 - "rf": random-forest stacking on the M*d model outputs of a frame (fusion.forest).
@@ -31,16 +33,16 @@ from avaffect.corpus.metrics import (
     valid_va,
 )
 from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID, check_task
-from avaffect.fusion.dirichlet import METHODS, check_predictions, fit_weights, fuse
+from avaffect.fusion.dirichlet import check_predictions, fit_weights, fuse
 from avaffect.fusion.forest import (
     RF_MIN_SAMPLES_LEAF,
-    RF_TREE_GRID,
     Forest,
     fit_forest,
     forest_predict,
     forest_rows,
     stacking_features,
 )
+from avaffect.fusion.systems import NO_FUSION, SYSTEM_METHODS
 
 DEFAULT_FOLDS = 5
 MIN_FOLDS = 2
@@ -96,7 +98,7 @@ def _scores(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str,
 def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups: np.ndarray, task: str,
                n_draws: int, seed: int, n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
                rf_max_rows: int | None = None, rf_max_samples: float | None = None,
-               tree_grid: Sequence[int] = RF_TREE_GRID, min_samples_leaf: int = RF_MIN_SAMPLES_LEAF,
+               tree_grid: Sequence[int] | None = None, min_samples_leaf: int = RF_MIN_SAMPLES_LEAF,
                n_jobs: int = 1) -> FittedFusion:
     """Fusion `method` of (M, N, d) validation predictions, chosen and scored by grouped K-fold over videos.
 
@@ -111,13 +113,17 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
     cap the annotated frames, evenly spaced in time (evenly_spaced; None: all), that weights are searched or
     forests grown on, while the out-of-fold score always covers every validation frame. The search costs about
     n_draws x frames; a forest about 2 us per frame drawn per tree on one core, each tree's bootstrap drawing
-    rf_max_samples times its frames (None: as many). n_draws is used by "swf"/"dwf" only, tree_grid,
-    rf_max_samples and min_samples_leaf by "rf" only. n_jobs: threads for the EXPR weight search, and for the
-    forests: n_jobs of the n_folds + 1 forests grow at a time, each on n_jobs threads.
+    rf_max_samples times its frames (None: as many). n_draws is used by "swf"/"dwf" only, tree_grid (the
+    forest sizes whose OOB error is measured, config fusion.rf_trees), rf_max_samples and min_samples_leaf
+    by "rf" only. n_jobs: threads for the EXPR weight search, and for the forests: n_jobs of the
+    n_folds + 1 forests grow at a time, each on n_jobs threads.
+
+    "none" takes exactly one model: its predictions are the out-of-fold and the in-sample ones, since
+    nothing is chosen on the validation frames.
     """
     check_task(task)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got '{method}'")
+    if method not in SYSTEM_METHODS:
+        raise ValueError(f"method must be one of {SYSTEM_METHODS}, got '{method}'")
     predictions = check_predictions(predictions)
     target = np.asarray(target)
     if len(target) != predictions.shape[1] or len(groups) != predictions.shape[1]:
@@ -125,9 +131,20 @@ def fit_fusion(method: str, predictions: np.ndarray, target: np.ndarray, groups:
                          f"got {len(target)} and {len(groups)}")
     if rf_max_samples is not None and not 0 < rf_max_samples <= 1:
         raise ValueError(f"rf_max_samples must be in (0, 1] or None, got {rf_max_samples}")
+    report: dict = {"method": method}
+    if method == NO_FUSION:
+        if predictions.shape[0] != 1:
+            raise ValueError(f"method {NO_FUSION} passes one model through, got {predictions.shape[0]} models")
+        fitted = FittedFusion(method, task, weights=np.ones(1))
+        fitted.out_of_fold = predictions[0].copy()
+        scores = _scores(task, target, fitted.out_of_fold)
+        fitted.report = report | {"weights": [1.0], "in_sample_frames": "all", "out_of_fold": scores,
+                                  "in_sample": scores}
+        return fitted
+    if method == "rf" and not tree_grid:
+        raise ValueError("rf: tree_grid (config fusion.rf_trees) must name the forest sizes to measure")
     folds, n_splits = video_folds(groups, n_folds)
     out_of_fold = np.full((predictions.shape[1], predictions.shape[2]), np.nan)
-    report: dict = {"method": method}
     if method == "rf":
         features = stacking_features(predictions)
         fit_rows, _ = forest_rows(features, target, task, rf_max_rows)
@@ -209,7 +226,8 @@ def label_prior(task: str, labels: np.ndarray) -> np.ndarray:
 def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: str, columns: list[str],
                     models: Sequence[str], methods: Sequence[str], n_draws: int, seed: int,
                     n_folds: int = DEFAULT_FOLDS, *, search_max_rows: int | None = None,
-                    rf_max_rows: int | None = None, rf_max_samples: float | None = None, n_jobs: int = 1
+                    rf_max_rows: int | None = None, rf_max_samples: float | None = None,
+                    tree_grid: Sequence[int] | None = None, n_jobs: int = 1
                     ) -> tuple[dict[str, FittedFusion], dict]:
     """Each method fit by `fit_fusion` on the validation tables (videos are the groups), and a report.
 
@@ -221,7 +239,7 @@ def compare_fusions(tables: Sequence[pd.DataFrame], labels: np.ndarray, task: st
     groups = tables[0]["video"].map(video_of).to_numpy()
     fitted = {method: fit_fusion(method, stacked, labels, groups, task, n_draws, seed, n_folds,
                                  search_max_rows=search_max_rows, rf_max_rows=rf_max_rows,
-                                 rf_max_samples=rf_max_samples, n_jobs=n_jobs)
+                                 rf_max_samples=rf_max_samples, tree_grid=tree_grid, n_jobs=n_jobs)
               for method in methods}
     report = {"validation": {name: _scores(task, labels, stacked[i]) for i, name in enumerate(models)},
               "fusion": {method: fit.report for method, fit in fitted.items()},
@@ -252,16 +270,21 @@ METRIC_COLUMNS = ("ccc_valence", "ccc_arousal", "p_va", "macro_f1", "accuracy", 
 
 
 def metrics_table(reports: Sequence[dict], tasks: Sequence[str]) -> pd.DataFrame:
-    """Rows per task: every model's frame-level validation scores, then every fusion method's out-of-fold
-    and in-sample scores, so the optimism of in-sample selection stays visible."""
+    """Rows per task: every model's frame-level validation scores, then every system's out-of-fold and
+    in-sample scores, so the optimism of in-sample selection stays visible.
+
+    reports: the metrics.json of each (task, system) fuse job: compare_fusions' report with the "system", its
+    "method" and its "models".
+    """
     rows, seen = [], set()
     for report, task in zip(reports, tasks, strict=True):
         for model, scores in report["validation"].items():
             if (task, model) not in seen:
                 seen.add((task, model))
                 rows.append({"task": task, "name": model, "kind": "model", "estimate": "validation"} | scores)
-        for method, fused in report["fusion"].items():
-            for estimate in ("out_of_fold", "in_sample"):
-                rows.append({"task": task, "name": method, "kind": "fusion", "estimate": estimate}
-                            | fused[estimate])
-    return pd.DataFrame(rows).reindex(columns=["task", "name", "kind", "estimate", *METRIC_COLUMNS, "coverage"])
+        fused = report["fusion"][report["method"]]
+        for estimate in ("out_of_fold", "in_sample"):
+            rows.append({"task": task, "name": report["system"], "kind": "system", "method": report["method"],
+                         "models": " ".join(report["models"]), "estimate": estimate} | fused[estimate])
+    return pd.DataFrame(rows).reindex(columns=["task", "name", "kind", "method", "models", "estimate",
+                                               *METRIC_COLUMNS, "coverage"])
