@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("fusion",),
     ("report",),
+    ("app",),
     ("tools",),
 )
 """Bottom first. A package's modules import only from their own package and from lower layers."""
