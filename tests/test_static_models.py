@@ -11,6 +11,7 @@ import yaml
 from conftest import REPO
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from test_envs import merged
 
 from avaffect.core.tables import HEAD_COLUMN_PREFIX, write_embeddings
 from avaffect.corpus.annotations import HEADERS
@@ -102,17 +103,9 @@ def test_inputs_default_to_the_embedding():
     assert model_inputs(face_model("vit_expr", inputs="head")) == "head"
 
 
-def overlaid(base: dict, overlay: dict) -> dict:
-    """`overlay` over `base` key by key, as snakemake merges config files."""
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        merged[key] = overlaid(merged[key], value) if isinstance(value, dict) and key in merged else value
-    return merged
-
-
 def test_the_config_files_validate_and_the_affwild2_face_models_read_the_papers_static_models():
     validate(copy.deepcopy(DEFAULTS), SCHEMA)
-    affwild2 = overlaid(DEFAULTS, config_file("affwild2.yaml"))
+    affwild2 = merged(DEFAULTS, config_file("affwild2.yaml"))
     validate(copy.deepcopy(affwild2), SCHEMA)
     named = static_models(affwild2["static"], affwild2["static_models"])
     check_model_extractors(affwild2["models"], named)

@@ -211,6 +211,69 @@ def test_pdem_finetuning_comes_before_the_pdem_embeddings_only_when_configured(t
             assert "finetune_pdem" not in {job for edge in edges for job in edge}
 
 
+STATIC_READERS = {
+    "visual_effnet": {"family": "transformer", "modality": "face", "extractor": "effnet_b1_va", "windows_s": [4.0],
+                      "normalization": "zscore", "loss": "mse", "smoothing": "hamming"},
+    "visual_vit_head": {"family": "linear", "modality": "face", "extractor": "vit_expr", "inputs": "head",
+                        "windows_s": [4.0], "normalization": "zscore", "loss": "mse", "smoothing": "box"},
+}
+
+
+def test_each_static_model_has_its_own_training_and_embedding_jobs(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "static.yaml").write_text(yaml.safe_dump({"models": STATIC_READERS}))
+    result = snakemake(workdir, "-n", "--configfile", "static.yaml")
+    jobs = planned_jobs(result.stdout)
+    manifest = demo_manifest(workdir / "results" / "demo_corpus")
+    samples = {s for task in manifest.samples.values() for split in task.values() for s in split}
+    assert jobs["train_static"] == 2
+    assert jobs["face_embeddings_static"] == 2 * len(samples)  # every sample, once per static model
+    for name in ("effnet_b1_va", "vit_expr"):
+        for path in (f"results/static/{name}/checkpoint.pt", f"results/logs/train_static/{name}.log",
+                     f"results/embeddings/face/{name}/demo01.parquet", f"results/sets/face/{name}/va/train.json"):
+            assert path in result.stdout
+    # the models train as the default ones do: both tasks, one window each
+    assert jobs["train"] == 12 + 2 * len(STATIC_READERS)
+
+
+def test_a_static_models_training_reads_its_own_task_and_backbone(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "static.yaml").write_text(yaml.safe_dump({"models": STATIC_READERS}))
+    manifest = demo_manifest(workdir / "results" / "demo_corpus")
+    challenge = {"va": "VA_Estimation_Challenge", "expr": "EXPR_Recognition_Challenge"}
+    for name, backbone, task in (("effnet_b1_va", "efficientnet_b1", "va"),
+                                 ("vit_expr", "vit_base_patch16_224", "expr")):
+        out = snakemake(workdir, "-n", "--configfile=static.yaml", f"results/static/{name}/checkpoint.pt").stdout
+        job = out[out.index("rule train_static:"):]
+        job = job[:job.index("\n\n")]
+        assert f"wildcards: static_model={name}" in job
+        assert f"resources/timm/{backbone}." in job  # its own ImageNet weights
+        read = set(re.findall(r"results/demo_corpus/(\w+_Challenge)/", job))
+        assert read == {challenge[task]}
+        trained = set(re.findall(r"results/faces/(\w+)\.parquet", job))
+        assert trained == {s for split in ("train", "validation") for s in manifest.samples[task][split]}
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"models": {"m": STATIC_READERS["visual_effnet"] | {"extractor": "effnet_b4"}}},
+     "config models.m.extractor: 'effnet_b4' is neither a built-in extractor"),
+    ({"models": {"m": STATIC_READERS["visual_effnet"] | {"extractor": "static"}}},
+     "the single `static` extractor became named static models"),
+    ({"static_models": {"landmarks": {"backbone": "efficientnet_b1", "task": "va"}}},
+     "['landmarks'] is the name of a built-in extractor"),
+    ({"models": {"m": STATIC_READERS["visual_effnet"] | {"extractor": "landmarks", "inputs": "head"}}},
+     "config models.m.inputs: 'head' reads a static model's head outputs, but extractor 'landmarks' has no head"),
+    ({"static_models": {"vit_expr": {"init_checkpoint": {"path": "missing.safetensors"}}}},
+     "config static_models.vit_expr: init_checkpoint.path missing.safetensors is not a file"),
+], ids=["unknown-static-model", "old-static-extractor", "built-in-name", "head-of-landmarks", "missing-checkpoint"])
+def test_a_bad_static_model_config_is_refused_at_start_up(tmp_path, config, message):
+    workdir = make_workdir(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    failed = snakemake(workdir, "-n", "--configfile", "bad.yaml", check=False)
+    assert failed.returncode != 0
+    assert message in failed.stdout + failed.stderr
+
+
 def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):
     rows = read_submission(demo_run / "results" / "submission_va.txt", "va")["image_location"].tolist()
     sample = demo_run / "sample_va.txt"
