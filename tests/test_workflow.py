@@ -359,3 +359,24 @@ def test_long_jobs_log_their_progress(demo_run):
     training = next((logs / "train" / "visual" / "va").glob("w*.log")).read_text()
     epochs = re.findall(r"training: (\d+) of at most (\d+) epochs .*(?:left|took)", training)
     assert epochs and [int(done) for done, _ in epochs] == list(range(1, len(epochs) + 1))
+
+
+def test_a_static_model_trains_and_embeds_every_frame_with_its_head_outputs(demo_run):
+    """A real, tiny run of one static model on the demo's front-end: EfficientNet-B1 from random weights (the
+    ImageNet weights are not reachable here), 2 frames per video, 1 epoch: about 1.5 CPU-minutes (5 minutes of
+    wall time on a busy 2-core machine). Last in this module: it adds results the tests above do not expect."""
+    tiny = {"effnet_b1_va": {"imagenet_init": False, "epochs": 1, "frames_per_video": 2, "batch_size": 4}}
+    (demo_run / "tiny_static.yaml").write_text(yaml.safe_dump({"static_models": tiny}))
+    snakemake(demo_run, "--configfile=tiny_static.yaml", "results/embeddings/face/effnet_b1_va/demo01.parquet")
+    static = demo_run / "results" / "static"
+    metrics = json.loads((static / "effnet_b1_va" / "metrics.json").read_text())
+    assert (metrics["static_model"], metrics["backbone"], metrics["task"]) == ("effnet_b1_va", "efficientnet_b1", "va")
+    va = demo_manifest(demo_run / "results" / "demo_corpus").samples["va"]
+    assert 0 < metrics["train_frames"] <= 2 * len(va["train"]) and metrics["best_epoch"] == 1
+    assert not (static / "vit_expr").exists()  # no model reads the other static model
+    table = pd.read_parquet(demo_run / "results" / "embeddings" / "face" / "effnet_b1_va" / "demo01.parquet")
+    assert table.columns.tolist() == ["frame", "time_s", "head_valence", "head_arousal", "embedding"]
+    present = table["embedding"].notna()
+    assert present.any() and {len(e) for e in table.loc[present, "embedding"]} == {256}
+    heads = table.loc[present, ["head_valence", "head_arousal"]].to_numpy()
+    assert np.isfinite(heads).all() and (np.abs(heads) <= 1).all()

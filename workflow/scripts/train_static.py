@@ -32,7 +32,7 @@ imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet),
 pretrained = Path(snakemake.input.init_checkpoint) if hasattr(snakemake.input, "init_checkpoint") else None
 log.info("static model %s: %s backbone, %s head, %s", snakemake.wildcards.static_model, s["backbone"], s["task"],
          f"init from the pretrained FER checkpoint {pretrained}" if pretrained
-         else f"ImageNet init from {imagenet}" if imagenet else "random init (static.imagenet_init: false)")
+         else f"ImageNet init from {imagenet}" if imagenet else "random init (imagenet_init: false)")
 model = StaticFER(StaticConfig(s["backbone"], s["task"], s["embedding_dim"], s["dropout"]), imagenet)
 if pretrained:
     load_pretrained(model, read_state_dict(pretrained, s["init_checkpoint"]["sha256"]), pretrained, log.info)
