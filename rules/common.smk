@@ -22,6 +22,7 @@ from avaffect.core.resources import load_manifest  # noqa: E402
 from avaffect.audio.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
 from avaffect.core.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
 from avaffect.fusion.systems import NO_FUSION, candidate_systems, resolve_systems  # noqa: E402
+from avaffect.models.extractors import ConfigError, check_model_extractors, static_models  # noqa: E402
 
 TASKS = config["tasks"]
 MODELS = config["models"]
@@ -39,6 +40,14 @@ RESOURCE_BY_FILE = {entry.file: key for key, entry in RESOURCES.items()}
 
 MANIFEST = demo_manifest(CORPUS) if config["corpus"]["demo"] else scan_corpus(CORPUS, tuple(TASKS))
 
+# The named static FER models, each the shared `static` settings with its own entry over them; a model of
+# `models` reads one by giving its name as extractor.
+try:
+    STATIC_MODELS = static_models(config["static"], config["static_models"])
+    check_model_extractors(MODELS, STATIC_MODELS)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
 
 # A sample is one annotated person: the video itself, or one side of a two-person video (`<video>_left`).
 # Video and sample names are any name without a slash, not an alternation of the corpus's names: Snakemake
@@ -51,6 +60,8 @@ wildcard_constraints:
     split="|".join(SPLITS),
     modality="face|audio",
     extractor="|".join(sorted({spec["extractor"] for spec in MODELS.values()})),
+    # With no static models the empty alternation matches no path's name: their rules make nothing.
+    static_model="|".join(sorted(STATIC_MODELS)),
     video=r"[^/]+",
     sample=r"[^/]+",
     window=r"[0-9.]+",
@@ -284,34 +295,53 @@ def pdem_finetune_samples():
     return sorted({s for split in PDEM_FINETUNE_SPLITS for s in split_samples(PDEM_FINETUNE_TASK, split)})
 
 
-STATIC_TASK = config["static"]["task"]
 STATIC_SPLITS = list(LABELLED_SPLITS)
 
 
-def static_samples():
-    """Samples whose labelled frames fine-tune the static backbone."""
-    return sorted({s for split in STATIC_SPLITS for s in split_samples(STATIC_TASK, split)})
+def static_task(static_model):
+    return STATIC_MODELS[static_model]["task"]
 
 
-STATIC_INIT = config["static"]["init_checkpoint"]
+def static_samples(static_model):
+    """Samples whose labelled frames fine-tune the static model (those of its task)."""
+    return sorted({s for split in STATIC_SPLITS for s in split_samples(static_task(static_model), split)})
+
+
+def static_settings(static_model):
+    """What train_static reads of a static model's settings, in canonical order."""
+    return sorted_keys(STATIC_MODELS[static_model])
+
+
+def static_imagenet_resource(static_model):
+    """The manifest key of the static model's backbone's ImageNet weights."""
+    return f"timm_{STATIC_MODELS[static_model]['backbone']}"
 
 
 def static_init_weights(wildcards):
     """What the static model starts from, as a named input: the user's pretrained FER checkpoint (so that a
     changed file reruns train_static), else the backbone's ImageNet weights when the config asks for them."""
-    if STATIC_INIT["path"]:
-        return {"init_checkpoint": STATIC_INIT["path"]}
-    if not config["static"]["imagenet_init"]:
+    settings = STATIC_MODELS[wildcards.static_model]
+    if settings["init_checkpoint"]["path"]:
+        return {"init_checkpoint": settings["init_checkpoint"]["path"]}
+    if not settings["imagenet_init"]:
         return {}
-    return {"imagenet": resource_path(f"timm_{config['static']['backbone']}")}
+    return {"imagenet": resource_path(static_imagenet_resource(wildcards.static_model))}
 
 
-if STATIC_INIT["path"] and not Path(STATIC_INIT["path"]).is_file():
-    raise WorkflowError(f"config static.init_checkpoint.path: {STATIC_INIT['path']} is not a file")
-if STATIC_INIT["path"] and not STATIC_INIT["sha256"]:
-    raise WorkflowError(
-        f"config static.init_checkpoint: {STATIC_INIT['path']} needs its sha256 (static.init_checkpoint.sha256)"
-    )
+def check_init_checkpoints():
+    """Each static model's pretrained FER checkpoint, when it names one, exists and has its sha256."""
+    for name, settings in STATIC_MODELS.items():
+        path = settings["init_checkpoint"]["path"]
+        if path and not Path(path).is_file():
+            raise WorkflowError(f"config static_models.{name}: init_checkpoint.path {path} is not a file")
+        if path and not settings["init_checkpoint"]["sha256"]:
+            raise WorkflowError(
+                f"config static_models.{name}: init_checkpoint {path} needs its sha256 (init_checkpoint.sha256, "
+                "in static or in the model's entry)"
+            )
+
+
+check_init_checkpoints()
 
 
 if not config["separation"]["spleeter"]["overlap_s"] < config["separation"]["spleeter"]["chunk_s"]:

@@ -47,13 +47,13 @@ rule face_embeddings_static:
         video=sample_video,
         faces="results/faces/{sample}.parquet",
         probe=sample_probe,
-        checkpoint="results/static/checkpoint.pt",
+        checkpoint="results/static/{static_model}/checkpoint.pt",
     output:
-        "results/embeddings/face/static/{sample}.parquet",
+        "results/embeddings/face/{static_model}/{sample}.parquet",
     log:
-        "results/logs/face_embeddings/static/{sample}.log",
+        "results/logs/face_embeddings/{static_model}/{sample}.log",
     benchmark:
-        "results/benchmarks/face_embeddings/static/{sample}.tsv"
+        "results/benchmarks/face_embeddings/{static_model}/{sample}.tsv"
     conda:
         "../envs/main.yaml"
     threads: 2
@@ -62,7 +62,7 @@ rule face_embeddings_static:
     params:
         rate_hz=config["embeddings"]["rate_hz"],
         crop_margin_px=config["faces"]["crop_margin_px"],
-        batch_size=config["static"]["batch_size"],
+        batch_size=lambda w: STATIC_MODELS[w.static_model]["batch_size"],
         device=config["device"],
         engine=config["engine"],
     script:

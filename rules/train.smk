@@ -53,29 +53,29 @@ rule train:
 rule train_static:
     input:
         unpack(static_init_weights),
-        videos=lambda w: [str(MANIFEST.videos[video_of(s)]) for s in static_samples()],
-        faces=lambda w: [f"results/faces/{s}.parquet" for s in static_samples()],
-        probes=lambda w: [probe_of(video_of(s)) for s in static_samples()],
-        annotations=lambda w: [a for split in STATIC_SPLITS for a in annotations(STATIC_TASK, split)],
+        videos=lambda w: [corpus_video(video_of(s)) for s in static_samples(w.static_model)],
+        faces=lambda w: [f"results/faces/{s}.parquet" for s in static_samples(w.static_model)],
+        probes=lambda w: [probe_of(video_of(s)) for s in static_samples(w.static_model)],
+        annotations=lambda w: [a for split in STATIC_SPLITS for a in annotations(static_task(w.static_model), split)],
     output:
-        checkpoint="results/static/checkpoint.pt",
-        metrics="results/static/metrics.json",
-        history="results/static/history.tsv",
+        checkpoint="results/static/{static_model}/checkpoint.pt",
+        metrics="results/static/{static_model}/metrics.json",
+        history="results/static/{static_model}/history.tsv",
     log:
-        "results/logs/train_static.log",
+        "results/logs/train_static/{static_model}.log",
     benchmark:
-        "results/benchmarks/train_static.tsv"
+        "results/benchmarks/train_static/{static_model}.tsv"
     conda:
         "../envs/main.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
-        static_samples=static_samples(),
-        samples=samples_by_split(STATIC_TASK, STATIC_SPLITS),
+        static_samples=lambda w: static_samples(w.static_model),
+        samples=lambda w: samples_by_split(static_task(w.static_model), STATIC_SPLITS),
         corpus=str(CORPUS),
-        static=section("static"),
-        init_weights=RESOURCES[f"timm_{config['static']['backbone']}"].to_dict(),
+        static=lambda w: static_settings(w.static_model),
+        init_weights=lambda w: RESOURCES[static_imagenet_resource(w.static_model)].to_dict(),
         accept_unpinned=config["resources"]["accept_unpinned"],
         crop_margin_px=config["faces"]["crop_margin_px"],
         device=config["device"],

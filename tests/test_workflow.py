@@ -347,6 +347,67 @@ def test_egemaps_embeddings_have_the_logmel_steps_of_the_same_audio_and_voice_ac
     assert embedding.shape[1] == 50 and np.isfinite(embedding).all()  # eGeMAPSv02's 25 descriptors: mean, std
     log = (demo_run / "results" / "logs" / "audio_embeddings" / "egemaps" / f"{sample}.log").read_text()
     assert "eGeMAPSv02: 25 descriptors" in log
+STATIC_READERS = {
+    "visual_effnet": {"family": "transformer", "modality": "face", "extractor": "effnet_b1_va", "windows_s": [4.0],
+                      "normalization": "zscore", "loss": "mse", "smoothing": "hamming"},
+    "visual_vit_head": {"family": "linear", "modality": "face", "extractor": "vit_expr", "inputs": "head",
+                        "windows_s": [4.0], "normalization": "zscore", "loss": "mse", "smoothing": "box"},
+}
+
+
+def test_each_static_model_has_its_own_training_and_embedding_jobs(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "static.yaml").write_text(yaml.safe_dump({"models": STATIC_READERS}))
+    result = snakemake(workdir, "-n", "--configfile", "static.yaml")
+    jobs = planned_jobs(result.stdout)
+    manifest = demo_manifest(workdir / "results" / "demo_corpus")
+    samples = {s for task in manifest.samples.values() for split in task.values() for s in split}
+    assert jobs["train_static"] == 2
+    assert jobs["face_embeddings_static"] == 2 * len(samples)  # every sample, once per static model
+    for name in ("effnet_b1_va", "vit_expr"):
+        for path in (f"results/static/{name}/checkpoint.pt", f"results/logs/train_static/{name}.log",
+                     f"results/embeddings/face/{name}/demo01.parquet", f"results/sets/face/{name}/va/train.json"):
+            assert path in result.stdout
+    # the models train as the default ones do: both tasks, one window each
+    assert jobs["train"] == 12 + 2 * len(STATIC_READERS)
+
+
+def test_a_static_models_training_reads_its_own_task_and_backbone(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "static.yaml").write_text(yaml.safe_dump({"models": STATIC_READERS}))
+    manifest = demo_manifest(workdir / "results" / "demo_corpus")
+    challenge = {"va": "VA_Estimation_Challenge", "expr": "EXPR_Recognition_Challenge"}
+    for name, backbone, task in (("effnet_b1_va", "efficientnet_b1", "va"),
+                                 ("vit_expr", "vit_base_patch16_224", "expr")):
+        out = snakemake(workdir, "-n", "--configfile=static.yaml", f"results/static/{name}/checkpoint.pt").stdout
+        job = out[out.index("rule train_static:"):]
+        job = job[:job.index("\n\n")]
+        assert f"wildcards: static_model={name}" in job
+        assert f"resources/timm/{backbone}." in job  # its own ImageNet weights
+        read = set(re.findall(r"results/demo_corpus/(\w+_Challenge)/", job))
+        assert read == {challenge[task]}
+        trained = set(re.findall(r"results/faces/(\w+)\.parquet", job))
+        assert trained == {s for split in ("train", "validation") for s in manifest.samples[task][split]}
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"models": {"m": STATIC_READERS["visual_effnet"] | {"extractor": "effnet_b4"}}},
+     "config models.m.extractor: 'effnet_b4' is neither a built-in extractor"),
+    ({"models": {"m": STATIC_READERS["visual_effnet"] | {"extractor": "static"}}},
+     "the single `static` extractor became named static models"),
+    ({"static_models": {"landmarks": {"backbone": "efficientnet_b1", "task": "va"}}},
+     "['landmarks'] is the name of a built-in extractor"),
+    ({"models": {"m": STATIC_READERS["visual_effnet"] | {"extractor": "landmarks", "inputs": "head"}}},
+     "config models.m.inputs: 'head' reads a static model's head outputs, but extractor 'landmarks' has no head"),
+    ({"static_models": {"vit_expr": {"init_checkpoint": {"path": "missing.safetensors"}}}},
+     "config static_models.vit_expr: init_checkpoint.path missing.safetensors is not a file"),
+], ids=["unknown-static-model", "old-static-extractor", "built-in-name", "head-of-landmarks", "missing-checkpoint"])
+def test_a_bad_static_model_config_is_refused_at_start_up(tmp_path, config, message):
+    workdir = make_workdir(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    failed = snakemake(workdir, "-n", "--configfile", "bad.yaml", check=False)
+    assert failed.returncode != 0
+    assert message in failed.stdout + failed.stderr
 
 
 def test_submission_follows_the_organisers_sample_file_and_refuses_unknown_frames(demo_run):
@@ -434,3 +495,24 @@ def test_long_jobs_log_their_progress(demo_run):
     training = next((logs / "train" / "visual" / "va").glob("w*.log")).read_text()
     epochs = re.findall(r"training: (\d+) of at most (\d+) epochs .*(?:left|took)", training)
     assert epochs and [int(done) for done, _ in epochs] == list(range(1, len(epochs) + 1))
+
+
+def test_a_static_model_trains_and_embeds_every_frame_with_its_head_outputs(demo_run):
+    """A real, tiny run of one static model on the demo's front-end: EfficientNet-B1 from random weights (the
+    ImageNet weights are not reachable here), 2 frames per video, 1 epoch: about 1.5 CPU-minutes (5 minutes of
+    wall time on a busy 2-core machine). Last in this module: it adds results the tests above do not expect."""
+    tiny = {"effnet_b1_va": {"imagenet_init": False, "epochs": 1, "frames_per_video": 2, "batch_size": 4}}
+    (demo_run / "tiny_static.yaml").write_text(yaml.safe_dump({"static_models": tiny}))
+    snakemake(demo_run, "--configfile=tiny_static.yaml", "results/embeddings/face/effnet_b1_va/demo01.parquet")
+    static = demo_run / "results" / "static"
+    metrics = json.loads((static / "effnet_b1_va" / "metrics.json").read_text())
+    assert (metrics["static_model"], metrics["backbone"], metrics["task"]) == ("effnet_b1_va", "efficientnet_b1", "va")
+    va = demo_manifest(demo_run / "results" / "demo_corpus").samples["va"]
+    assert 0 < metrics["train_frames"] <= 2 * len(va["train"]) and metrics["best_epoch"] == 1
+    assert not (static / "vit_expr").exists()  # no model reads the other static model
+    table = pd.read_parquet(demo_run / "results" / "embeddings" / "face" / "effnet_b1_va" / "demo01.parquet")
+    assert table.columns.tolist() == ["frame", "time_s", "head_valence", "head_arousal", "embedding"]
+    present = table["embedding"].notna()
+    assert present.any() and {len(e) for e in table.loc[present, "embedding"]} == {256}
+    heads = table.loc[present, ["head_valence", "head_arousal"]].to_numpy()
+    assert np.isfinite(heads).all() and (np.abs(heads) <= 1).all()

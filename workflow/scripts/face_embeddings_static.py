@@ -8,7 +8,7 @@ from avaffect.core.checkpoints import read_checkpoint
 from avaffect.core.devices import resolve_device
 from avaffect.core.logs import job_logger
 from avaffect.core.progress import Progress, counted
-from avaffect.core.tables import read_json, read_parquet, write_embeddings
+from avaffect.core.tables import HEAD_COLUMN_PREFIX, read_json, read_parquet, write_embeddings
 from avaffect.face.backbones import HEAD_OUTPUTS, crop_embedder, embed_frames, embedding_rows, face_crop, load_static
 from avaffect.face.boxes import on_tracked_faces
 from avaffect.face.engines import resolve_engine
@@ -34,5 +34,5 @@ matrix, outputs, present = embedding_rows(frames, found, model.config.embedding_
 log.info("%d sampled frames, %d with a face (%s %s on %s, %s)", len(frames), int(present.sum()),
          model.config.backbone, model.config.task, device, resolve_engine(p.engine, device))
 columns = {"frame": frames, "time_s": (frames - 1) / probe["fps"]}
-columns |= {f"head_{name}": outputs[:, i] for i, name in enumerate(names)}
+columns |= {f"{HEAD_COLUMN_PREFIX}{name}": outputs[:, i] for i, name in enumerate(names)}
 write_embeddings(columns, matrix, present, Path(snakemake.output[0]))

@@ -8,6 +8,7 @@ from avaffect.core.logs import job_logger
 from avaffect.core.tables import write_parquet
 from avaffect.corpus.sample_sets import read_sample_set
 from avaffect.corpus.tasks import PREDICTION_COLUMNS
+from avaffect.models.extractors import DEFAULT_INPUTS
 from avaffect.models.functionals import predict_kelm
 from avaffect.models.sequences import prediction_table, video_sequences
 from avaffect.models.training import load_checkpoint, predict
@@ -17,10 +18,13 @@ task = snakemake.wildcards.task
 columns = list(PREDICTION_COLUMNS[task])
 what = f"model {snakemake.wildcards.model}, task {task}, window {snakemake.wildcards.window} s"
 checkpoint = read_checkpoint(Path(snakemake.input.checkpoint))
+# What the model was trained on; checkpoints from before `inputs` existed read the embedding.
+features = checkpoint.get("inputs", DEFAULT_INPUTS)
 sequences = []
 inputs = read_sample_set(Path(snakemake.input.samples))
 for sample in inputs.samples:
-    found = video_sequences(Path(inputs.embeddings[sample]), sample, snakemake.params.modality)
+    found = video_sequences(Path(inputs.embeddings[sample]), sample, snakemake.params.modality,
+                            inputs=features)
     log.info("%s: %d steps with an embedding", sample, sum(int(s.present.sum()) for s in found))
     sequences += found
 if checkpoint.get("family") == "kelm":

@@ -10,6 +10,7 @@ from avaffect.core.devices import resolve_device
 from avaffect.core.logs import job_logger
 from avaffect.core.tables import atomic_write, read_json, write_json
 from avaffect.corpus.sample_sets import read_sample_set
+from avaffect.models.extractors import model_inputs
 from avaffect.models.functionals import KelmSettings, train_kelm
 from avaffect.models.sequences import labelled_sequences, require_labelled_steps
 from avaffect.models.training import TrainSettings, audio_architecture, train
@@ -27,9 +28,10 @@ for split, found in inputs.items():
     # Augmented copies carry the labels of their samples and only ever join the training split.
     embeddings = {sample: Path(f) for sample, f in found.embeddings.items()}
     augmented = {copy: {sample: Path(f) for sample, f in files.items()} for copy, files in found.augmented.items()}
-    log.info("%s: %d samples, %d augmented copies", split, len(found.samples), len(found.augmented))
+    log.info("%s: %d samples, %d augmented copies, inputs: %s", split, len(found.samples), len(found.augmented),
+             model_inputs(spec))
     sets[split] = labelled_sequences(list(found.samples), task, split, Path(p.corpus), spec["modality"],
-                                     embeddings, augmented, probes, log.warning, p.expr_label_s)
+                                     embeddings, augmented, probes, log.warning, p.expr_label_s, model_inputs(spec))
 for split, sequences in sets.items():
     labelled = require_labelled_steps(task, split, sequences, what)
     log.info("%s: %d sequences, %d steps, %d labelled", split, len(sequences), sum(len(s.frames) for s in sequences),
@@ -62,6 +64,7 @@ else:
     checkpoint, history = train(task, sets["train"], sets["validation"], spec["family"], architecture, settings,
                                 device, log.info, what=what)
 checkpoint["modality"] = spec["modality"]
+checkpoint["inputs"] = model_inputs(spec)  # predict reads the same features
 write_checkpoint(checkpoint, Path(snakemake.output.checkpoint))
 write_json({"task": task, "model": snakemake.wildcards.model, "family": spec["family"], "window_s": window_s,
             "best_epoch": checkpoint.get("epoch"), "validation": checkpoint["scores"], "device": device},

@@ -1,4 +1,5 @@
-"""Fine-tune the static backbone on labelled frames of the train videos; keep the epoch best on validation."""
+"""Fine-tune one named static model (config static_models) on labelled frames of the train videos; keep the epoch
+best on validation."""
 
 from pathlib import Path
 
@@ -29,9 +30,9 @@ imagenet = (verify(Resource(**p.init_weights), Path(snakemake.input.imagenet),
                    accept_unpinned=p.init_weights["key"] in p.accept_unpinned)
             if hasattr(snakemake.input, "imagenet") else None)
 pretrained = Path(snakemake.input.init_checkpoint) if hasattr(snakemake.input, "init_checkpoint") else None
-log.info("%s backbone, %s head, %s", s["backbone"], s["task"],
+log.info("static model %s: %s backbone, %s head, %s", snakemake.wildcards.static_model, s["backbone"], s["task"],
          f"init from the pretrained FER checkpoint {pretrained}" if pretrained
-         else f"ImageNet init from {imagenet}" if imagenet else "random init (static.imagenet_init: false)")
+         else f"ImageNet init from {imagenet}" if imagenet else "random init (imagenet_init: false)")
 model = StaticFER(StaticConfig(s["backbone"], s["task"], s["embedding_dim"], s["dropout"]), imagenet)
 if pretrained:
     load_pretrained(model, read_state_dict(pretrained, s["init_checkpoint"]["sha256"]), pretrained, log.info)
@@ -59,9 +60,10 @@ settings = StaticTrainSettings(s["epochs"], s["batch_size"], s["learning_rate"],
                                s["loss"], CropAugmentation.from_config(s["augmentation"]))
 checkpoint = fine_tune(model, prep, *data["train"], *data["validation"], settings, device, log.info)
 write_checkpoint(checkpoint, Path(snakemake.output.checkpoint))
-write_json({"task": s["task"], "backbone": s["backbone"], "best_epoch": checkpoint["epoch"],
-            "validation": checkpoint["scores"], "imagenet_init": imagenet is not None,
-            "init_checkpoint": str(pretrained) if pretrained else None, "device": device,
+write_json({"static_model": snakemake.wildcards.static_model, "task": s["task"], "backbone": s["backbone"],
+            "best_epoch": checkpoint["epoch"], "validation": checkpoint["scores"],
+            "imagenet_init": imagenet is not None, "init_checkpoint": str(pretrained) if pretrained else None,
+            "device": device,
             "train_frames": len(data["train"][0]), "validation_frames": len(data["validation"][0])},
            Path(snakemake.output.metrics))
 atomic_write(Path(snakemake.output.history),

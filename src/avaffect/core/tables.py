@@ -12,6 +12,9 @@ import pyarrow.parquet as pq
 
 from avaffect.core.files import atomic_write
 
+HEAD_COLUMN_PREFIX = "head_"
+"""Columns `head_<output>` beside the embedding hold a static model's head outputs (NaN where no face)."""
+
 
 def write_parquet(table: pd.DataFrame, path: Path) -> None:
     arrow = pa.Table.from_pandas(table, preserve_index=False)

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avaffect.core.tables import read_parquet
+from avaffect.core.tables import HEAD_COLUMN_PREFIX, read_parquet
 from avaffect.corpus.annotations import align_to_frames, read_annotation
 from avaffect.corpus.layout import annotation_path, video_of
 from avaffect.corpus.tasks import EXPR_CLASSES, EXPR_INVALID, VA_DIMENSIONS, VA_INVALID
 from avaffect.media.timeline import majority_per_slot, slot_of_steps
+from avaffect.models.extractors import DEFAULT_INPUTS
 
 TASK_OUTPUTS = {"va": len(VA_DIMENSIONS), "expr": len(EXPR_CLASSES)}
 INVALID_MARKERS = {"va": f"{VA_INVALID:g}", "expr": f"{EXPR_INVALID}"}
@@ -35,23 +36,40 @@ class StepSequence:
         return ~np.isnan(self.features).any(axis=1)
 
 
-def sequences_from_table(table: pd.DataFrame, video: str, group: str | None, copy: str | None
-                         ) -> list[StepSequence]:
+def sequences_from_table(table: pd.DataFrame, video: str, group: str | None, copy: str | None,
+                         inputs: str = DEFAULT_INPUTS) -> list[StepSequence]:
     """Sequences of an embedding table: one per video, or one per value of `group` (audio windows); `copy` names
-    the augmented copy the table embeds."""
+    the augmented copy the table embeds. Their features are what `inputs` selects (`step_features`)."""
     keys = [None] if group is None else sorted(table[group].unique())
     out = []
     for key in keys:
         part = table if key is None else table[table[group] == key]
         part = part.sort_values("time_s")
+        out.append(StepSequence(video, part["frame"].to_numpy(np.int64), part["time_s"].to_numpy(float),
+                                step_features(part, inputs), copy=copy))
+    return out
+
+
+def head_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of a static model's head outputs (`head_<output>`), in the file's order."""
+    return [c for c in table.columns if c.startswith(HEAD_COLUMN_PREFIX)]
+
+
+def step_features(part: pd.DataFrame, inputs: str) -> np.ndarray:
+    """(T, F) float32 features of an embedding table's rows, NaN rows where there is none (no face): the
+    `embedding` column, the head outputs (`head_columns`), or both, embedding first (models.extractors
+    MODEL_INPUTS)."""
+    embedding = None
+    if inputs != "head":
         dim = max((len(e) for e in part["embedding"] if e is not None), default=0)
-        features = np.full((len(part), dim), np.nan, np.float32)
+        embedding = np.full((len(part), dim), np.nan, np.float32)
         for i, emb in enumerate(part["embedding"]):
             if emb is not None:
-                features[i] = emb
-        out.append(StepSequence(video, part["frame"].to_numpy(np.int64), part["time_s"].to_numpy(float), features,
-                                copy=copy))
-    return out
+                embedding[i] = emb
+        if inputs == "embedding":
+            return embedding
+    head = part[head_columns(part)].to_numpy(np.float32)
+    return head if embedding is None else np.concatenate([embedding, head], axis=1)
 
 
 def attach_labels(sequence: StepSequence, labels: np.ndarray) -> StepSequence:
@@ -85,13 +103,18 @@ def valid_labels(task: str, labels: np.ndarray) -> np.ndarray:
     return ~np.isnan(labels).any(axis=-1) if task == "va" else labels != EXPR_INVALID
 
 
-def video_sequences(embedding_file: Path, video: str, modality: str, copy: str | None = None) -> list[StepSequence]:
+def video_sequences(embedding_file: Path, video: str, modality: str, copy: str | None = None,
+                    inputs: str = DEFAULT_INPUTS) -> list[StepSequence]:
     """Face embeddings form one sequence per video; audio embeddings one per voiced window. `copy` names the
-    augmented copy of the audio that `embedding_file` embeds."""
+    augmented copy of the audio that `embedding_file` embeds; `inputs` selects the features (`step_features`).
+    A file without head outputs, read for them, is an error naming it."""
     table = read_parquet(embedding_file)
+    if inputs != DEFAULT_INPUTS and not head_columns(table):
+        raise ValueError(f"{embedding_file}: no {HEAD_COLUMN_PREFIX}* columns, but inputs: {inputs} reads a static "
+                         "model's head outputs; only the embeddings of a static model (static_models) have them")
     if table.empty:
         return []
-    return sequences_from_table(table, video, "window" if modality == "audio" else None, copy)
+    return sequences_from_table(table, video, "window" if modality == "audio" else None, copy, inputs)
 
 
 def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: int, log) -> np.ndarray:
@@ -111,12 +134,14 @@ def sample_labels(corpus: Path, task: str, split: str, sample: str, n_frames: in
 
 def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Path, modality: str,
                        embeddings: Mapping[str, Path], augmented: Mapping[str, Mapping[str, Path]],
-                       probes: dict[str, dict], log, expr_label_s: float) -> list[StepSequence]:
+                       probes: dict[str, dict], log, expr_label_s: float, inputs: str = DEFAULT_INPUTS
+                       ) -> list[StepSequence]:
     """Sequences of the samples with their labels, from their `embeddings`, then from each augmented copy
     (`augmented`: copy -> sample -> file) that has the sample; a copy carries its sample's labels and its name
     (`StepSequence.copy`). Annotation/video length mismatches are logged.
 
-    Audio windows take window labels (`attach_window_labels`, EXPR by majority per `expr_label_s`)."""
+    Audio windows take window labels (`attach_window_labels`, EXPR by majority per `expr_label_s`); `inputs`
+    selects the features (`step_features`)."""
     sources = [(None, embeddings), *augmented.items()]
     out = []
     for sample in samples:
@@ -125,7 +150,7 @@ def labelled_sequences(samples: Sequence[str], task: str, split: str, corpus: Pa
         for copy, files in sources:
             if sample not in files:
                 continue
-            sequences = video_sequences(files[sample], sample, modality, copy)
+            sequences = video_sequences(files[sample], sample, modality, copy, inputs)
             if modality == "audio":
                 out += [attach_window_labels(s, aligned, probes[video]["fps"], expr_label_s) for s in sequences]
             else:
