@@ -45,6 +45,7 @@ BAR_WIDTH = 30
 BAR_DONE, BAR_LEFT = "#", "."
 CONFIG_FILE, SCHEMA_FILE = Path("config/config.yaml"), Path("config/schema.yaml")
 RESOURCES_FOLDER = Path("resources")
+LOG_FORMAT = "avaffect: %(levelname)s: %(message)s"
 
 
 class BadInput(ValueError):
@@ -210,7 +211,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    if not log.handlers:  # the library's loggers are children of this one
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     args = parser().parse_args(argv)
     return predict(args)
 

@@ -167,9 +167,10 @@ def write_overlay(video: Path, table: pd.DataFrame, boxes: pd.DataFrame, fps: fl
         with av.open(str(tmp), "w", format="mp4") as container:
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(FPS_DENOMINATOR_LIMIT))
             stream.pix_fmt = OVERLAY_PIXELS
-            for (_, image), (row, box) in zip(counted(iter_frames(video), progress), rows, strict=True):
+            for number, image in counted(iter_frames(video), progress):
+                row, box = next(rows)
                 even = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
-                if not stream.width:
+                if number == 1:  # the encoder opens on the first frame, at its size
                     stream.height, stream.width = even.shape[:2]
                 frame = av.VideoFrame.from_ndarray(draw_predictions(even, row, box), format="rgb24")
                 container.mux(stream.encode(frame))

@@ -116,7 +116,7 @@ def verified_resource(resource: Resource, path: Path, accept_unpinned: bool) -> 
     it."""
     if not Path(path).is_file():
         raise ResourceError(f"{path}: model file missing ({resource.where()}); `make install` fetches it, or "
-                            f"`python -m avaffect.tools.fetch {path}` in the checkout")
+                            f"`python -m avaffect.tools.fetch resources/{resource.file}` in the checkout")
     return verify(resource, path, accept_unpinned=accept_unpinned)
 
 
