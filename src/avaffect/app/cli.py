@@ -115,12 +115,13 @@ def read_config(checkout: Path) -> dict:
 
 
 def build_predictor(args: argparse.Namespace):
-    """The zero-shot predictor or the bundle's; each has predict_video(path, person, progress) and describe()."""
+    """The zero-shot predictor (FerZeroShot) or the bundle (avaffect.app.bundle.load_bundle); both have
+    predict_video(path, person, progress) -> (frame table, face boxes)."""
     device = resolve_device(args.device)
     if args.bundle is not None:
         from avaffect.app.bundle import load_bundle
 
-        return load_bundle(args.bundle)
+        return load_bundle(args.bundle, device)
     config = read_config(args.checkout)
     manifest = load_manifest(args.checkout / RESOURCES_FOLDER / "manifest.yaml")
     return fer_zero_shot(config, args.checkout / RESOURCES_FOLDER, manifest, device,
@@ -131,7 +132,9 @@ def describe(predictor, args: argparse.Namespace) -> dict:
     if args.bundle is not None:
         from importlib.metadata import version
 
-        return {"kind": "bundle", "bundle": str(args.bundle), "versions": {"avaffect": version("avaffect")}}
+        return {"kind": "bundle", "bundle": str(args.bundle), "device": predictor.device,
+                "systems": {task: chosen["system"] for task, chosen in predictor.info["tasks"].items()},
+                "versions": {"avaffect": version("avaffect"), "bundle_written_by_avaffect": predictor.info["avaffect"]}}
     return predictor.describe()
 
 
@@ -145,7 +148,8 @@ def frame_rate(table, video: Path) -> float:
 def predict_one(predictor, video: Path, args: argparse.Namespace, stream: TextIO) -> bool:
     """Write every output of one video; whether its tracked face was seen at all."""
     progress = progress_factory(video, stream)
-    table, boxes = predictor.predict_video(video, args.person, progress)
+    # A bundle runs the workflow's stages, which report in lines of their own.
+    table, boxes = predictor.predict_video(video, args.person, log.info if args.bundle is not None else progress)
     fps = frame_rate(table, video)
     out = args.out
     write_tables(table, out, video.stem)
