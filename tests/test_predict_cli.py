@@ -201,7 +201,8 @@ def test_a_terminal_gets_a_one_line_bar_and_a_log_gets_lines(caplog):
 
 
 MACRO_F1_FLOOR = 0.3
-"""Measured: macro F1 0.463 (7 of 14 clips) with the default detector, mediapipe, and RetinaFace (see
+"""Measured: macro F1 0.463 (7 of 14 clips) with the default detector, mediapipe (0.619, 9 of 14, with
+retinaface+mediapipe; see
 docs/benchmarks.md, labelled_clips); chance is 1/7 = 0.143 and always answering the most frequent label 0.036.
 The floor sits well below the measured value and at twice chance."""
 
