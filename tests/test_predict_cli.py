@@ -2,12 +2,14 @@
 input made here: a truncated file, a file that is no video, a blank wall without any face, a phone video
 stored sideways without audio. One command takes them all, as a user would give a folder."""
 
+import importlib
 import io
 import json
 import logging
 import shutil
 import subprocess
 import sys
+import tomllib
 import types
 from fractions import Fraction
 from pathlib import Path
@@ -255,3 +257,9 @@ def test_a_bundle_predicts_through_the_same_outputs(inputs, tmp_path, monkeypatc
     assert summary["voiced_share"] == 0.5
     assert summary["predictor"]["systems"] == {"va": "sys2", "expr": "sys1"}
     assert probe_video(tmp_path / "out" / "phone_overlay.mp4").n_frames == PHONE_FRAMES
+
+
+def test_the_console_entry_point_is_this_cli():
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["avaffect"]
+    module, _, name = target.partition(":")
+    assert getattr(importlib.import_module(module), name) is main

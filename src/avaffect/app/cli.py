@@ -16,6 +16,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Iterable
+from importlib.metadata import version
 from pathlib import Path
 from typing import TextIO
 
@@ -107,7 +108,7 @@ def read_config(checkout: Path) -> dict:
     if not path.is_file():
         raise BadInput(f"{path}: config defaults not found; run avaffect predict in the avaffect checkout or give "
                        "it with --checkout")
-    from snakemake.utils import validate
+    from snakemake.utils import validate  # snakemake takes a second to import: only where it is used
 
     config = yaml.safe_load(path.read_text())
     validate(config, str(checkout / SCHEMA_FILE))
@@ -130,8 +131,6 @@ def build_predictor(args: argparse.Namespace):
 
 def describe(predictor, args: argparse.Namespace) -> dict:
     if args.bundle is not None:
-        from importlib.metadata import version
-
         return {"kind": "bundle", "bundle": str(args.bundle), "device": predictor.device,
                 "systems": {task: chosen["system"] for task, chosen in predictor.info["tasks"].items()},
                 "versions": {"avaffect": version("avaffect"), "bundle_written_by_avaffect": predictor.info["avaffect"]}}
@@ -164,7 +163,9 @@ def predict_one(predictor, video: Path, args: argparse.Namespace, stream: TextIO
     return True
 
 
-def predict(args: argparse.Namespace, stream: TextIO = sys.stderr) -> int:
+def predict(args: argparse.Namespace, stream: TextIO | None = None) -> int:
+    """Predict every input video (progress drawn on `stream`, default stderr); the exit status."""
+    stream = stream or sys.stderr
     try:
         videos = videos_of(args.inputs)
         predictor = build_predictor(args)
