@@ -199,7 +199,8 @@ def parser() -> argparse.ArgumentParser:
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     command.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER")
     predictor = command.add_mutually_exclusive_group(required=True)
-    predictor.add_argument("--bundle", type=Path, metavar="DIR", help="a trained system's bundle: its folder or its .tar.gz archive")
+    predictor.add_argument("--bundle", type=Path, metavar="DIR",
+                           help="a trained system's bundle: its folder or its .tar.gz archive")
     predictor.add_argument("--zero-shot", choices=ZERO_SHOT_MODELS,
                            help="a pretrained model without training: fer (expression only, no valence/arousal)")
     command.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
