@@ -7,8 +7,7 @@ from avaffect.core.progress import Progress, counted
 from avaffect.core.resources import Resource, verify
 from avaffect.core.tables import read_json, write_parquet
 from avaffect.corpus.layout import side_of
-from avaffect.face.detectors import build_detector, detect_all
-from avaffect.face.tracking import faces_table, track_person
+from avaffect.face.detectors import build_detector, tracked_faces
 from avaffect.media.video import iter_frames, read_ahead
 
 log = job_logger(snakemake.log[0], "detect_faces")
@@ -20,11 +19,7 @@ weights = {name: verify(Resource(**entry), Path(snakemake.input[name]),
 detector = build_detector(p.detector, p.settings, p.device, weights, p.pythons, p.engine)
 frames = counted(read_ahead(iter_frames(Path(snakemake.input.video)), p.batch_size),
                  Progress("face detection", "frame", probe["n_frames"], log.info, snakemake.config["progress_s"]))
-numbers, found = detect_all(frames, detector, p.batch_size)
-t = p.tracking
-track = track_person(found, t["min_iou"], max(1, round(t["max_gap_s"] * fps)), side, probe["width"],
-                     max_appearance_distance=t["max_appearance_distance"], appearance_memory=t["appearance_memory"])
-table = faces_table(numbers, track, [len(f) for f in found], fps)
+table = tracked_faces(frames, detector, p.batch_size, p.tracking, fps, probe["width"], side)
 seen = int(table["has_face"].sum())
 log.info("%s: tracked %s face in %d of %d frames (%s)", snakemake.input.video, f"the {side}" if side else "a", seen,
          len(table), detector.name)

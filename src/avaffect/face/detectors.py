@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from avaffect.core.devices import resolve_device
 from avaffect.face.boxes import FaceBox
-from avaffect.face.tracking import with_appearance
+from avaffect.face.tracking import faces_table, track_person, with_appearance
 from avaffect.media.video import numbered_batches
 
 
@@ -239,3 +240,15 @@ def detect_all(frames: Iterable[tuple[int, np.ndarray]], detector: FaceDetector,
         found.extend(with_appearance(image, faces)
                      for image, faces in zip(images, detector.detect_batch(images), strict=True))
     return numbers, found
+
+
+def tracked_faces(frames: Iterable[tuple[int, np.ndarray]], detector: FaceDetector, batch_size: int,
+                  tracking: dict, fps: float, frame_width: float, side: str | None) -> pd.DataFrame:
+    """The faces table (`faces_table`) of a video's decoded frames: every frame's faces detected, and one
+    person followed across them with the config `faces.tracking` settings; `side` is the person of a
+    two-person video ("left" / "right"), None for the largest face."""
+    numbers, found = detect_all(frames, detector, batch_size)
+    track = track_person(found, tracking["min_iou"], max(1, round(tracking["max_gap_s"] * fps)), side, frame_width,
+                         max_appearance_distance=tracking["max_appearance_distance"],
+                         appearance_memory=tracking["appearance_memory"])
+    return faces_table(numbers, track, [len(faces) for faces in found], fps)
