@@ -230,6 +230,9 @@ def family_settings(model):
     settings = {"transformer": section("transformer"), "training": section("training")}
     if family == "tcn_transformer":
         settings["tcn"] = section("tcn")
+    if MODELS[model]["modality"] == "audio":
+        # Every audio model's EXPR cross-entropy is label-smoothed.
+        settings["audio_model"] = {"label_smoothing": config["audio_model"]["label_smoothing"]}
     return settings
 
 
