@@ -192,12 +192,6 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
     assert "overlap_s must be shorter than chunk_s" in overlapping.stdout + overlapping.stderr
 
 
-def dag_edges(dot: str) -> set[tuple[str, str]]:
-    """(from, to) job labels (rule, then wildcards) of the edges in `snakemake --dag` output."""
-    labels = {m.group(1): m.group(2).replace("\\n", " ") for m in re.finditer(r'(\d+)\[label = "([^"]*)"', dot)}
-    return {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)$", dot, re.MULTILINE)}
-
-
 E2E_MODEL = {"family": "audio_gru", "modality": "audio", "extractor": "waveform", "finetune_layers": 1,
              "windows_s": [4.0], "loss": "ccc", "smoothing": "hamming"}
 
