@@ -49,6 +49,17 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 
+# Models that train end to end on the waveform (the PDEM backbone's top layers and a head) have their own
+# training and prediction rules; the others read embeddings.
+END_TO_END_MODELS = sorted(name for name, spec in MODELS.items() if spec["extractor"] == "waveform")
+EMBEDDING_MODELS = sorted(set(MODELS) - set(END_TO_END_MODELS))
+
+
+def alternation(names):
+    """A wildcard constraint matching exactly these names; none: a pattern that matches nothing."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
 # A sample is one annotated person: the video itself, or one side of a two-person video (`<video>_left`).
 # Video and sample names are any name without a slash, not an alternation of the corpus's names: Snakemake
 # writes global constraints into every output pattern and matches each file against them: 600 names in
@@ -84,24 +95,11 @@ OPENSMILE_EXTRACTORS = "|".join(sorted(OPENSMILE_FEATURE_SETS))
 
 
 PDEM_RESOURCES = {"config": "pdem_config", "preprocessor": "pdem_preprocessor_config", "weights": "pdem_weights"}
-PDEM_FINETUNE_LAYERS = config["embeddings"]["pdem"]["finetune_layers"]
-PDEM_FINETUNE_TASK = config["embeddings"]["pdem"]["finetune"]["task"]
-PDEM_FINETUNED_WEIGHTS = "results/pdem/finetuned/model.safetensors"
-# With fine-tuning, the embedding jobs read the workflow's own weights and verify only the release's configs.
-PDEM_EMBEDDING_RESOURCES = {
-    name: key for name, key in PDEM_RESOURCES.items() if not (PDEM_FINETUNE_LAYERS and name == "weights")
-}
-if PDEM_FINETUNE_LAYERS and PDEM_FINETUNE_TASK not in TASKS:
-    raise WorkflowError(
-        f"config embeddings.pdem.finetune.task: '{PDEM_FINETUNE_TASK}' is not among tasks {TASKS}, so its labels "
-        "are not read"
-    )
 
 
-def pdem_embedding_inputs(wildcards):
-    """The release's config files and the weights the embeddings use: fine-tuned ones when configured."""
-    inputs = {name: resource_path(key) for name, key in PDEM_EMBEDDING_RESOURCES.items()}
-    return inputs | ({"weights": PDEM_FINETUNED_WEIGHTS} if PDEM_FINETUNE_LAYERS else {})
+def pdem_release(wildcards):
+    """The PDEM release's config files and weights, as named inputs."""
+    return {name: resource_path(key) for name, key in PDEM_RESOURCES.items()}
 
 
 def detector_weights(wildcards):
@@ -246,12 +244,45 @@ def family_settings(model):
     family = MODELS[model]["family"]
     if family == "kelm":
         return {"kelm": section("kelm")}
+    if model in END_TO_END_MODELS:
+        return end_to_end_settings(family)
     if family in ("audio_gru", "audio_transformer"):
         return {"audio_model": section("audio_model"), "training": section("training")}
     settings = {"transformer": section("transformer"), "training": section("training")}
     if family == "tcn_transformer":
         settings["tcn"] = section("tcn")
+    if MODELS[model]["modality"] == "audio":
+        # Every audio model's EXPR cross-entropy is label-smoothed.
+        settings["audio_model"] = {"label_smoothing": config["audio_model"]["label_smoothing"]}
     return settings
+
+
+def end_to_end_settings(family):
+    """What an end-to-end model's training reads besides its own entry: `end_to_end`, the label smoothing (and
+    for audio_gru / audio_transformer the architecture) of `audio_model`, and the waveform augmentations (not
+    the copies, which are for embedding models) when `end_to_end.augment` is on; only these may retrain it."""
+    # The head's dropout is end_to_end.dropout.
+    used = ["label_smoothing"] if family == "linear" else [k for k in config["audio_model"] if k != "dropout"]
+    settings = {
+        "end_to_end": section("end_to_end"),
+        "audio_model": {k: section("audio_model")[k] for k in sorted(used)},
+    }
+    if config["end_to_end"]["augment"]:
+        # Drawn from end_to_end.seed, not from the copies' seed.
+        settings["augmentation"] = {k: v for k, v in section("augmentation").items() if k not in ("copies", "seed")}
+    return settings
+
+
+def end_to_end_inputs(task, splits):
+    """The audio (of the videos), voice activity, probes and, for labelled splits, annotations of the samples
+    of these splits that an end-to-end model's job reads."""
+    samples = sorted({s for split in splits for s in split_samples(task, split)})
+    return {
+        "audio": sorted({audio_of(s) for s in samples}),
+        "vad": [f"results/vad/{s}.parquet" for s in samples],
+        "probes": probes(task, splits),
+        "annotations": [a for split in splits if split in LABELLED_SPLITS for a in annotations(task, split)],
+    }
 
 
 def smoothing_settings(model):
@@ -285,14 +316,6 @@ def fusion_settings(system):
     if method == "rf":
         return settings | {key: config["fusion"][key] for key in ("rf_max_rows", "rf_max_samples", "rf_trees")}
     return settings | {"draws": config["fusion"]["draws"], "search_max_rows": config["fusion"]["search_max_rows"]}
-
-
-PDEM_FINETUNE_SPLITS = list(LABELLED_SPLITS)
-
-
-def pdem_finetune_samples():
-    """Samples whose labelled voiced windows fine-tune the PDEM backbone."""
-    return sorted({s for split in PDEM_FINETUNE_SPLITS for s in split_samples(PDEM_FINETUNE_TASK, split)})
 
 
 STATIC_SPLITS = list(LABELLED_SPLITS)

@@ -123,7 +123,7 @@ rule face_embeddings_fer:
 
 rule audio_embeddings_pdem:
     input:
-        unpack(pdem_embedding_inputs),
+        unpack(pdem_release),
         audio=sample_audio,
         vad="results/vad/{sample}.parquet",
         probe=sample_probe,
@@ -142,7 +142,7 @@ rule audio_embeddings_pdem:
         rate_hz=config["embeddings"]["rate_hz"],
         audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
         pdem={"batch_size": config["embeddings"]["pdem"]["batch_size"]},
-        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
         accept_unpinned=config["resources"]["accept_unpinned"],
         device=config["device"],
     script:
@@ -201,7 +201,7 @@ if config["augmentation"]["copies"]:
             rate_hz=config["embeddings"]["rate_hz"],
             audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
             pdem={"batch_size": config["embeddings"]["pdem"]["batch_size"]},
-            weights={name: RESOURCES[key].to_dict() for name, key in PDEM_EMBEDDING_RESOURCES.items()},
+            weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
             accept_unpinned=config["resources"]["accept_unpinned"],
             device=config["device"],
             augmentation=section("augmentation"),

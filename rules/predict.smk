@@ -8,6 +8,8 @@ rule predict:
         "results/logs/predict/{model}/{task}/w{window}/{split}.log",
     benchmark:
         "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
+    wildcard_constraints:
+        model=alternation(EMBEDDING_MODELS),
     conda:
         "../envs/main.yaml"
     threads: 1
@@ -18,6 +20,34 @@ rule predict:
         device=config["device"],
     script:
         "../workflow/scripts/predict.py"
+
+
+rule predict_end_to_end:
+    input:
+        unpack(pdem_release),
+        unpack(lambda w: end_to_end_inputs(w.task, [w.split])),
+        checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
+    output:
+        "results/predictions/raw/{model}/{task}/w{window}/{split}.parquet",
+    log:
+        "results/logs/predict/{model}/{task}/w{window}/{split}.log",
+    benchmark:
+        "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
+    wildcard_constraints:
+        model=alternation(END_TO_END_MODELS),
+    conda:
+        "../envs/main.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        samples=lambda w: split_samples(w.task, w.split),
+        batch_size=config["end_to_end"]["batch_size"],
+        weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
+        accept_unpinned=config["resources"]["accept_unpinned"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/predict_end_to_end.py"
 
 
 rule select_window:

@@ -34,6 +34,8 @@ rule train:
         "results/logs/train/{model}/{task}/w{window}.log",
     benchmark:
         "results/benchmarks/train/{model}/{task}/w{window}.tsv"
+    wildcard_constraints:
+        model=alternation(EMBEDDING_MODELS),
     conda:
         "../envs/main.yaml"
     threads: 2
@@ -83,39 +85,35 @@ rule train_static:
         "../workflow/scripts/train_static.py"
 
 
-rule finetune_pdem:
+rule train_end_to_end:
     input:
-        config=resource_path("pdem_config"),
-        preprocessor=resource_path("pdem_preprocessor_config"),
-        weights=resource_path("pdem_weights"),
-        audio=lambda w: sorted({audio_of(s) for s in pdem_finetune_samples()}),
-        vad=lambda w: [f"results/vad/{s}.parquet" for s in pdem_finetune_samples()],
-        probes=lambda w: probes(PDEM_FINETUNE_TASK, PDEM_FINETUNE_SPLITS),
-        annotations=lambda w: [a for split in PDEM_FINETUNE_SPLITS for a in annotations(PDEM_FINETUNE_TASK, split)],
+        unpack(pdem_release),
+        unpack(lambda w: end_to_end_inputs(w.task, LABELLED_SPLITS)),
     output:
-        weights=PDEM_FINETUNED_WEIGHTS,
-        metrics="results/pdem/finetuned/metrics.json",
-        history="results/pdem/finetuned/history.tsv",
+        checkpoint="results/models/{model}/{task}/w{window}/checkpoint.pt",
+        metrics="results/models/{model}/{task}/w{window}/metrics.json",
+        history="results/models/{model}/{task}/w{window}/history.tsv",
     log:
-        "results/logs/finetune_pdem.log",
+        "results/logs/train/{model}/{task}/w{window}.log",
     benchmark:
-        "results/benchmarks/finetune_pdem.tsv"
+        "results/benchmarks/train/{model}/{task}/w{window}.tsv"
+    wildcard_constraints:
+        model=alternation(END_TO_END_MODELS),
     conda:
         "../envs/main.yaml"
     threads: 2
     resources:
         mem_mb=16000,
     params:
-        samples=lambda w: samples_by_split(PDEM_FINETUNE_TASK, PDEM_FINETUNE_SPLITS),
+        samples=lambda w: samples_by_split(w.task, LABELLED_SPLITS),
         corpus=str(CORPUS),
-        layers=PDEM_FINETUNE_LAYERS,
-        finetune=section("embeddings", "pdem", "finetune"),
-        augmentation=section("augmentation"),
+        model=lambda w: model_settings(w.model),
+        family=lambda w: family_settings(w.model),
         rate_hz=config["embeddings"]["rate_hz"],
-        audio={key: config["embeddings"]["audio"][key] for key in ("window_s", "step_s")},
+        step_s=config["embeddings"]["audio"]["step_s"],
         expr_label_s=config["training"]["expr_label_s"],
         weights={name: RESOURCES[key].to_dict() for name, key in PDEM_RESOURCES.items()},
         accept_unpinned=config["resources"]["accept_unpinned"],
         device=config["device"],
     script:
-        "../workflow/scripts/finetune_pdem.py"
+        "../workflow/scripts/train_end_to_end.py"

@@ -44,3 +44,14 @@ def test_affwild2_overlay_validates_and_sweeps_the_paper_windows():
     jsonschema.validate(config, yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
     assert config["models"]["visual"]["windows_s"] == [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
     assert config["corpus"]["demo"] is False and config["faces"]["detector"] == "retinaface+mediapipe"
+
+
+def test_affwild2_overlay_has_the_papers_end_to_end_audio_models_on_the_vocals():
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = merged(base, yaml.safe_load((REPO / "config" / "affwild2.yaml").read_text()))
+    end_to_end = {name: (spec["family"], spec["finetune_layers"]) for name, spec in config["models"].items()
+                  if spec["extractor"] == "waveform"}
+    assert end_to_end == {"audio_v1": ("audio_gru", 2), "audio_v2": ("audio_transformer", 2),
+                          "audio_v3": ("audio_transformer", 4)}
+    assert config["separation"]["method"] == "spleeter" and config["audio_model"]["heads"] == [32, 16]
+    assert not any(spec["extractor"] == "waveform" for spec in base["models"].values())  # the demo stays fast

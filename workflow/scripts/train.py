@@ -54,7 +54,7 @@ else:
         patience=t["patience"], seed=t["seed"], normalization=spec["normalization"], loss=spec["loss"],
         label_smoothing=audio["label_smoothing"] if audio else 0.0,
     )
-    if audio:
+    if spec["family"] in ("audio_gru", "audio_transformer"):
         architecture = audio_architecture(audio, task, p.expr_label_s, p.rate_hz)
     else:
         architecture = dict(p.family["transformer"])

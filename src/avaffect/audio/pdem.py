@@ -109,9 +109,8 @@ def top_layers(model: torch.nn.Module, layers: int) -> torch.nn.ModuleList:
     """The last `layers` transformer layers of the backbone; more than it has is a config error."""
     total = model.config.num_hidden_layers
     if not 1 <= layers <= total:
-        raise PdemError(f"config embeddings.pdem.finetune_layers is {layers}, but the PDEM backbone of "
-                        f"{model.config.name_or_path} has {total} transformer layers: choose 0 (frozen) to "
-                        f"{total}")
+        raise PdemError(f"config models: finetune_layers is {layers}, but the PDEM backbone of "
+                        f"{model.config.name_or_path} has {total} transformer layers: choose 1 to {total}")
     return model.encoder.layers[total - layers:]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 BUILTIN_EXTRACTORS = {"landmarks": "face", "blendshapes": "face", "fer": "face", "logmel": "audio", "pdem": "audio",
-                      "egemaps": "audio", "compare": "audio"}
+                      "egemaps": "audio", "compare": "audio", "waveform": "audio"}
 """Each built-in extractor and the modality of the embeddings it writes."""
 STATIC_MODALITY = "face"
 """Modality of a static model's embeddings (results/embeddings/face/<static model>/)."""

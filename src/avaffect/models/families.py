@@ -38,6 +38,11 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> ModelConfig:
+        """The config `to_dict` gave, as a checkpoint stores it (its tuples read back as lists)."""
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()})
+
 
 class SinusoidalPositionalEncoding(nn.Module):
     def __init__(self, d_model: int, max_len: int):

@@ -231,10 +231,6 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
 
 
 def load_checkpoint(checkpoint: dict, device: str) -> tuple[nn.Module, Normalizer]:
-    config = dict(checkpoint["config"])
-    for key in ("tcn_dilations", "audio_heads"):
-        if key in config:
-            config[key] = tuple(config[key])
-    model = build_model(ModelConfig(**config))
+    model = build_model(ModelConfig.from_dict(checkpoint["config"]))
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device), Normalizer.from_state(checkpoint["normalizer"])
