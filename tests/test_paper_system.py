@@ -8,7 +8,7 @@ What cannot be had here is replaced by a stand-in of the real format, said so:
 - Spleeter's 2stems checkpoint: an untrained one in Spleeter's own format (tests/spleeter_untrained_checkpoint.py);
 - PDEM: the release's architecture built from its shipped config, shrunk to 4 layers of width 64, random weights
   saved in the release's safetensors layout (AudioModelV3 unfreezes 4 layers, so 4 it must have); the workdir's
-  copy of the manifest unpins the shrunk config;
+  copy of the manifest pins the shrunk config;
 - the static models' ImageNet weights: random initialisation (`static.imagenet_init: false`).
 The overlay below only shrinks sizes (epochs, frames, draws, the sweep to 1 and 2 s); it skips no stage.
 
@@ -26,11 +26,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import small_pdem_config
 from test_spleeter_workflow import VENV_READY, write_untrained_checkpoint
-from test_workflow import make_workdir, snakemake
+from test_workflow import make_workdir, pdem_stand_in, snakemake
 
-from avaffect.audio.pdem import build_pdem, save_pdem_weights
 from avaffect.fusion.submission import read_submission
 
 pytestmark = pytest.mark.workflow
@@ -38,7 +36,7 @@ pytestmark = pytest.mark.workflow
 PAPER_CONFIG = ["--configfile", "config/affwild2.yaml", "paper_demo.yaml"]
 SYSTEMS = ["sys1", "sys2", "sys3", "sys4", "audio_v1_alone", "audio_v2_alone", "audio_v3_alone"]
 TEST_VIDEOS = ["demo12", "demo13", "demo14"]
-UNPINNED = ["timm_efficientnet_b1", "timm_vit_base_patch16_224", "spleeter_2stems", "pdem_weights", "pdem_config"]
+UNPINNED = ["timm_efficientnet_b1", "timm_vit_base_patch16_224", "spleeter_2stems", "pdem_weights"]
 SMALL = {
     "corpus": {"root": "results/demo_corpus", "demo": True, "demo_test_labels": "results/demo_test_labels"},
     "separation": {"spleeter": {"chunk_s": 30.0, "mem_mb": 4000}},
@@ -50,13 +48,6 @@ SMALL = {
 }
 
 
-def write_small_pdem(shared: Path, mirror: Path) -> None:
-    (mirror / "pdem-config").mkdir(parents=True)
-    model, _ = build_pdem(small_pdem_config(shared, mirror / "pdem-config", layers=4))
-    (mirror / "pdem").mkdir()
-    save_pdem_weights(model, mirror / "pdem" / "model.safetensors")
-
-
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory, shared) -> Path:
     workdir = make_workdir(tmp_path_factory.mktemp("paper"))
@@ -64,11 +55,7 @@ def paper_run(tmp_path_factory, shared) -> Path:
     (mirror / "retinaface").mkdir(parents=True)
     shutil.copy(shared / "weights" / "retinaface" / "mobilenet0.25_Final.pth", mirror / "retinaface")
     (mirror / "spleeter").mkdir()
-    write_small_pdem(shared, mirror)
-    # The shrunk config is not the release's pinned file: this copy of the manifest unpins it.
-    manifest = yaml.safe_load((workdir / "resources" / "manifest.yaml").read_text())
-    manifest["pdem_config"]["sha256"] = None
-    (workdir / "resources" / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    pdem_stand_in(shared, workdir, mirror, layers=4)
     overlay = SMALL | {"resources": {"mirror": str(mirror), "accept_unpinned": UNPINNED}}
     (workdir / "paper_demo.yaml").write_text(yaml.safe_dump(overlay))
     snakemake(workdir, VENV_READY, *PAPER_CONFIG)

@@ -299,14 +299,15 @@ def test_a_bad_system_stops_the_workflow_with_a_clear_error(tmp_path, config, me
     assert result.returncode != 0 and message in result.stdout + result.stderr
 
 
-def pdem_stand_in(shared: Path, workdir: Path, mirror: Path) -> None:
+def pdem_stand_in(shared: Path, workdir: Path, mirror: Path, layers: int = 2) -> None:
     """The PDEM release in the mirror as a stand-in of the same format: the real weights cannot be had here,
-    so the release's config is shrunk to 2 layers of width 64 and the weights are random. The workdir's
+    so the release's config is shrunk to `layers` layers of width 64 and the weights are random. The workdir's
     manifest pins the shrunk config (the real one's digest cannot match it); the preprocessor config is the
     release's own file."""
     from avaffect.audio.pdem import build_pdem, save_pdem_weights
 
-    small_pdem_config(shared, mirror / "pdem-config")
+    (mirror / "pdem-config").mkdir(parents=True, exist_ok=True)
+    small_pdem_config(shared, mirror / "pdem-config", layers)
     torch.manual_seed(0)
     model, _ = build_pdem(mirror / "pdem-config")
     (mirror / "pdem").mkdir()
@@ -317,6 +318,8 @@ def pdem_stand_in(shared: Path, workdir: Path, mirror: Path) -> None:
     manifest_file.write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
+E2E_MODEL = {"family": "audio_gru", "modality": "audio", "extractor": "waveform", "finetune_layers": 1,
+             "windows_s": [4.0], "loss": "ccc", "smoothing": "hamming"}
 E2E_CONFIG = {"tasks": ["va"], "models": {"audio_e2e": E2E_MODEL},
               "end_to_end": {"epochs": 1, "batch_size": 4, "augment": True}}
 E2E_TARGETS = [f"results/predictions/audio_e2e/va/{split}.parquet" for split in ("validation", "test")]
