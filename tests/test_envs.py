@@ -43,4 +43,5 @@ def test_affwild2_overlay_validates_and_sweeps_the_paper_windows():
     config = merged(base, overlay)
     jsonschema.validate(config, yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
     assert config["models"]["visual"]["windows_s"] == [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+    assert config["models"]["visual_window"]["output"] == "per_window"
     assert config["corpus"]["demo"] is False and config["faces"]["detector"] == "retinaface+mediapipe"
