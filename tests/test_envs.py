@@ -44,6 +44,7 @@ def test_affwild2_overlay_validates_and_sweeps_the_paper_windows():
     jsonschema.validate(config, yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
     for model in ("visual_va", "visual_expr"):
         assert config["models"][model]["windows_s"] == [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+        assert config["models"][model]["output"] == "per_window"
     assert config["corpus"]["demo"] is False and config["faces"]["detector"] == "retinaface+mediapipe"
 
 

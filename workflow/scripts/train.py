@@ -60,7 +60,8 @@ else:
         architecture = dict(p.family["transformer"])
     if "tcn" in p.family:
         architecture |= {"tcn_kernel": p.family["tcn"]["kernel"], "tcn_dilations": tuple(p.family["tcn"]["dilations"])}
-    log.info("training %s on %s", spec["family"], device)
+    architecture["output"] = spec["output"]  # in the checkpoint's config, so predict rebuilds the same head
+    log.info("training %s (%s output) on %s", spec["family"], spec["output"], device)
     checkpoint, history = train(task, sets["train"], sets["validation"], spec["family"], architecture, settings,
                                 device, log.info, what=what)
 checkpoint["modality"] = spec["modality"]

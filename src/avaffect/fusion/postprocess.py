@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import convolve1d
 
-from avaffect.media.timeline import frame_times
+from avaffect.media.timeline import frame_times, interpolate_columns
 
 
 def _mean_per_time(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +64,7 @@ def interpolate_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_ti
     if not keep.any():
         return out
     times, means = _mean_per_time(sample_times[keep], values[keep])
-    for j in range(values.shape[1]):
-        out[:, j] = np.interp(frame_times, times, means[:, j])
+    out[:] = interpolate_columns(times, means, frame_times)
     out[_beyond_max_gap(times, frame_times, max_gap_s)] = np.nan
     return out
 

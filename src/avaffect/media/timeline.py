@@ -44,6 +44,23 @@ def sliding_starts(length: int, window: int, hop: int) -> np.ndarray:
     return starts
 
 
+def window_centres(times: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """Times (s) halfway between the first and last step of each window of `window` steps at `starts` over steps
+    at `times`; a window that the sequence's end cuts short is centred on the steps it has."""
+    times = np.asarray(times, dtype=np.float64)
+    stops = np.minimum(np.asarray(starts) + window, len(times)) - 1
+    return (times[starts] + times[stops]) / 2
+
+
+def interpolate_columns(sample_times: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Each column of `values` (n, d), given at ascending `sample_times` (n,), linearly interpolated at `times`
+    (m,), as (m, d) float64; times outside the sampled span take the nearest sample's value."""
+    out = np.empty((len(times), values.shape[1]))
+    for j in range(values.shape[1]):
+        out[:, j] = np.interp(times, sample_times, values[:, j])
+    return out
+
+
 def voiced_windows(segments_s: list[tuple[float, float]], duration_s: float, window_s: float, step_s: float
                    ) -> list[tuple[float, float]]:
     """(start, end) seconds of windows that cover each voiced segment, inside [0, duration_s].

@@ -1,4 +1,6 @@
-"""Temporal models over label-rate sequences of embeddings: (batch, steps, features) -> (batch, steps, outputs).
+"""Temporal models over label-rate sequences of embeddings: (batch, steps, features) -> (batch, steps, outputs),
+or, for a dynamic model with `output: per_window`, one output per window: (batch, steps, features) ->
+(batch, outputs).
 
 Each family is a small module built from a frozen config, so a checkpoint can rebuild it: the SUN dynamic
 transformer, the USTC temporal-convolution + transformer, Savchenko's per-frame linear head, and the SUN audio
@@ -14,6 +16,10 @@ import torch
 from torch import nn
 
 FAMILIES = ("transformer", "tcn_transformer", "linear", "audio_gru", "audio_transformer")
+OUTPUTS = ("per_step", "per_window")
+"""per_step: one output per step (sequence to sequence); per_window: one per window (sequence to one, the SUN ABAW
+2024 paper's Fig. 3), which prediction places at the window's centre (`training.predict`)."""
+PER_WINDOW_FAMILIES = ("transformer", "tcn_transformer")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class ModelConfig:
     audio_gru_layers: int = 2  # AudioModelV1
     audio_dense: int = 256
     slot_steps: int = 1  # steps per label of the audio models' output (EXPR: one label per second)
+    output: str = "per_step"  # OUTPUTS; checkpoints written before the key existed are per_step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,8 +73,27 @@ def _encoder(config: ModelConfig) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
 
 
+def mean_over_steps(hidden: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+    """(batch, steps, d) -> (batch, d): the mean of each window's unpadded steps.
+
+    Mean pooling rather than attention pooling: a window gives one target instead of one per step, so there are
+    far fewer targets to fit extra pooling weights on, and the VA target is itself the mean of the window's labels.
+    Padded states are selected away, not multiplied by 0, so that whatever the encoder leaves there cannot leak in.
+    """
+    if padding is None:
+        return hidden.mean(dim=1)
+    keep = (~padding).unsqueeze(-1)
+    total = torch.where(keep, hidden, torch.zeros_like(hidden)).sum(dim=1)
+    return total / keep.sum(dim=1).clamp(min=1).to(hidden.dtype)
+
+
+def readout(head: nn.Module, hidden: torch.Tensor, padding: torch.Tensor | None, output: str) -> torch.Tensor:
+    """The head on every step's state (per_step), or on the window's pooled state (per_window)."""
+    return head(hidden) if output == "per_step" else head(mean_over_steps(hidden, padding))
+
+
 class TemporalTransformer(nn.Module):
-    """The SUN dynamic model: projection, sinusoidal positions, transformer encoder, per-step head."""
+    """The SUN dynamic model: projection, sinusoidal positions, transformer encoder, per-step or per-window head."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -80,7 +106,7 @@ class TemporalTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.encoder(self.dropout(self.position(self.project(x))), src_key_padding_mask=padding)
-        return self.head(hidden)
+        return readout(self.head, hidden, padding, self.config.output)
 
 
 class DilatedBlock(nn.Module):
@@ -97,7 +123,8 @@ class DilatedBlock(nn.Module):
 
 
 class TCNTransformer(nn.Module):
-    """The USTC model: dilated temporal convolutions, then a transformer encoder, then a per-step head."""
+    """The USTC model: dilated temporal convolutions, then a transformer encoder, then a per-step or per-window
+    head."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -116,7 +143,7 @@ class TCNTransformer(nn.Module):
         for block in self.blocks:
             hidden = block(hidden, keep.transpose(1, 2))
         hidden = self.encoder(self.position(hidden.transpose(1, 2)), src_key_padding_mask=padding)
-        return self.head(hidden)
+        return readout(self.head, hidden, padding, self.config.output)
 
 
 class LinearHead(nn.Module):
@@ -185,5 +212,10 @@ _BUILDERS = {"transformer": TemporalTransformer, "tcn_transformer": TCNTransform
 def build_model(config: ModelConfig) -> nn.Module:
     if config.family not in _BUILDERS:
         raise ValueError(f"unknown model family '{config.family}' (expected one of {', '.join(FAMILIES)})")
+    if config.output not in OUTPUTS:
+        raise ValueError(f"unknown model output '{config.output}' (expected one of {', '.join(OUTPUTS)})")
+    if config.output == "per_window" and config.family not in PER_WINDOW_FAMILIES:
+        raise ValueError(f"model family '{config.family}' has no per_window output (only "
+                         f"{', '.join(PER_WINDOW_FAMILIES)} do)")
     return _BUILDERS[config.family](config)
 

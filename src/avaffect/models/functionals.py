@@ -15,7 +15,13 @@ from avaffect.media.timeline import (
 )
 from avaffect.models.kelm import KernelELM, class_balance_weights, decode_scores, encode_targets, select_C
 from avaffect.models.normalization import Normalizer
-from avaffect.models.sequences import StepSequence, prediction_table, require_finite_predictions, valid_labels
+from avaffect.models.sequences import (
+    StepSequence,
+    prediction_table,
+    require_finite_predictions,
+    valid_labels,
+    window_label,
+)
 
 
 def functionals(times: np.ndarray, features: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -62,14 +68,9 @@ def window_labels(task: str, seq: StepSequence, starts: np.ndarray, window_s: fl
     index = np.searchsorted(starts, seq.times, side="right") - 1
     inside = (index >= 0) & (seq.times < starts[np.clip(index, 0, None)] + window_s)
     ok = valid_labels(task, seq.labels) & inside
-    if task == "va":
-        out = np.full((len(starts), len(VA_DIMENSIONS)), np.nan)
-        for w in np.unique(index[ok]):
-            out[w] = seq.labels[ok & (index == w)].mean(axis=0)
-        return out
-    out = np.full(len(starts), EXPR_INVALID)
+    out = np.full((len(starts), len(VA_DIMENSIONS)), np.nan) if task == "va" else np.full(len(starts), EXPR_INVALID)
     for w in np.unique(index[ok]):
-        out[w] = np.bincount(seq.labels[ok & (index == w)], minlength=len(EXPR_CLASSES)).argmax()
+        out[w] = window_label(task, seq.labels[ok & (index == w)])
     return out
 
 

@@ -103,6 +103,15 @@ def valid_labels(task: str, labels: np.ndarray) -> np.ndarray:
     return ~np.isnan(labels).any(axis=-1) if task == "va" else labels != EXPR_INVALID
 
 
+def window_label(task: str, labels: np.ndarray) -> np.ndarray:
+    """One label for a window from its steps' `labels`: the mean of the valid VA pairs, or the most frequent valid
+    class (ties go to the lowest); NaN / EXPR_INVALID when none is valid."""
+    labels = labels[valid_labels(task, labels)]
+    if task == "va":
+        return labels.mean(axis=0) if len(labels) else np.full(len(VA_DIMENSIONS), np.nan)
+    return np.bincount(labels, minlength=len(EXPR_CLASSES)).argmax() if len(labels) else np.int64(EXPR_INVALID)
+
+
 def video_sequences(embedding_file: Path, video: str, modality: str, copy: str | None = None,
                     inputs: str = DEFAULT_INPUTS) -> list[StepSequence]:
     """Face embeddings form one sequence per video; audio embeddings one per voiced window. `copy` names the

@@ -14,18 +14,24 @@ from avaffect.core.checkpoints import state_copy
 from avaffect.core.progress import EVERY_UNIT, Progress
 from avaffect.corpus.metrics import PRIMARY_METRIC, expr_scores, va_scores
 from avaffect.corpus.tasks import output_activation
-from avaffect.media.timeline import covering_hop, sliding_starts
+from avaffect.media.timeline import covering_hop, interpolate_columns, sliding_starts, window_centres
 from avaffect.models.families import ModelConfig, build_model
 from avaffect.models.normalization import MIN_SCALE, Normalizer
 from avaffect.models.selection import is_better
-from avaffect.models.sequences import TASK_OUTPUTS, StepSequence, require_finite_predictions, valid_labels
+from avaffect.models.sequences import (
+    TASK_OUTPUTS,
+    StepSequence,
+    require_finite_predictions,
+    valid_labels,
+    window_label,
+)
 
 
 @dataclass(frozen=True)
 class Windows:
     inputs: torch.Tensor  # (N, L, F + 1)
-    targets: torch.Tensor  # (N, L, 2) float or (N, L) long
-    mask: torch.Tensor  # (N, L) bool: a valid label on a present step
+    targets: torch.Tensor  # (N, L, 2) float or (N, L) long; per window (`window_targets`): (N, 2) or (N,)
+    mask: torch.Tensor  # (N, L) bool: a valid label on a present step; per window: (N,), the window has one
     padding: torch.Tensor  # (N, L) bool: True where the window runs past the sequence
 
 
@@ -52,6 +58,18 @@ def make_windows(sequences: Sequence[StepSequence], normalized: Sequence[np.ndar
     target_dtype = torch.float32 if task == "va" else torch.long
     return Windows(torch.from_numpy(np.stack(inputs)), torch.as_tensor(np.stack(targets), dtype=target_dtype),
                    torch.from_numpy(np.stack(mask)), torch.from_numpy(np.stack(padding)))
+
+
+def window_targets(task: str, windows: Windows) -> Windows:
+    """The windows with one target each, for a per_window model: `window_label` of the steps the per-step loss
+    would count (a valid label on a present step), so the VA mean and the EXPR majority of those labels. A window
+    without such a step is masked out."""
+    step_targets, step_mask = windows.targets.numpy(), windows.mask.numpy()
+    labels = np.stack([window_label(task, t[m]) for t, m in zip(step_targets, step_mask, strict=True)])
+    mask = valid_labels(task, labels)
+    targets = np.nan_to_num(labels, nan=0.0) if task == "va" else np.where(mask, labels, 0)
+    return Windows(windows.inputs, torch.as_tensor(targets, dtype=windows.targets.dtype), torch.from_numpy(mask),
+                   windows.padding)
 
 
 def class_weights(sequences: Sequence[StepSequence], n_classes: int) -> np.ndarray:
@@ -122,22 +140,49 @@ def score(task: str, sequences: Sequence[StepSequence], predictions: Sequence[np
     return expr_scores(truth, pred.argmax(axis=1))
 
 
+def per_step_outputs(model: nn.Module, task: str, x: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+    """A per_step model's outputs at every step of one sequence: the mean over the windows that hold the step."""
+    total = torch.zeros(len(x), model.config.n_outputs, device=x.device)
+    count = torch.zeros(len(x), 1, device=x.device)
+    for start in sliding_starts(len(x), window, hop):
+        stop = min(start + window, len(x))
+        total[start:stop] += output_activation(task, model(x[None, start:stop]))[0]
+        count[start:stop] += 1
+    return total / count
+
+
+def per_window_outputs(model: nn.Module, task: str, x: torch.Tensor, seq: StepSequence, window: int, hop: int
+                       ) -> np.ndarray:
+    """A per_window model's outputs at every step of one sequence: each window's output is placed at the window's
+    centre, and the steps take the linear interpolation between centres (the first and last centre's value
+    beyond them).
+
+    Only windows that hold a present step (an embedding) place a value: one seeing nothing but missing faces would
+    pull its neighbours' steps towards a guess. A sequence without any embedding has no row in the prediction
+    table, so there any window will do.
+    """
+    starts = sliding_starts(len(x), window, hop)
+    outputs = torch.cat([output_activation(task, model(x[None, start:start + window])) for start in starts])
+    seen = np.array([seq.present[start:start + window].any() for start in starts])
+    placed = seen if seen.any() else np.ones_like(seen)
+    centres = window_centres(seq.times, starts, window)
+    return interpolate_columns(centres[placed], outputs.cpu().numpy()[placed], seq.times).astype(np.float32)
+
+
 def predict(model: nn.Module, normalizer: Normalizer, task: str, sequences: Sequence[StepSequence],
             window: int, hop: int, device: str, *, what: str) -> list[np.ndarray]:
-    """Per-step predictions of every sequence; overlapping windows are averaged. A NaN prediction is an error
-    naming `what` (model, task, window) and the video."""
+    """Per-step predictions of every sequence from windows every `hop` steps: per_step models average overlapping
+    windows (`per_step_outputs`), per_window models interpolate between window centres (`per_window_outputs`).
+    A NaN prediction is an error naming `what` (model, task, window) and the video."""
     model.eval()
     out = []
     with torch.inference_mode():
         for seq, inputs in zip(sequences, normalizer.transform(sequences), strict=True):
             x = torch.from_numpy(inputs).to(device)
-            total = torch.zeros(len(x), model.config.n_outputs, device=device)
-            count = torch.zeros(len(x), 1, device=device)
-            for start in sliding_starts(len(x), window, hop):
-                stop = min(start + window, len(x))
-                total[start:stop] += output_activation(task, model(x[None, start:stop]))[0]
-                count[start:stop] += 1
-            result = (total / count).cpu().numpy()
+            if model.config.output == "per_window":
+                result = per_window_outputs(model, task, x, seq, window, hop)
+            else:
+                result = per_step_outputs(model, task, x, window, hop).cpu().numpy()
             require_finite_predictions(what, result, np.full(len(result), seq.video), seq.times)
             out.append(result)
     return out
@@ -175,7 +220,9 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
 
     Mixed precision (bfloat16) on CUDA; seeds fixed; early stopping after `patience` epochs without a
     better validation score. Windows come every `covering_hop` steps (logged when that is shorter than the
-    settings' hop); a NaN validation prediction is an error naming `what` (model, task, window).
+    settings' hop); a NaN validation prediction is an error naming `what` (model, task, window). A per_window
+    model (`architecture["output"]`) learns one target per window (`window_targets`), and EXPR class weights
+    come from those targets.
     """
     torch.manual_seed(settings.seed)
     normalizer = Normalizer.fit(train_set, settings.normalization)
@@ -187,9 +234,13 @@ def train(task: str, train_set: Sequence[StepSequence], validation_set: Sequence
         log(f"{what}: training.hop_s ({settings.hop} steps) is longer than the window ({settings.window} steps); "
             f"windows come every {hop} steps, so that every step is in one")
     data = make_windows(train_set, normalizer.transform(train_set), task, settings.window, hop)
+    if config.output == "per_window":
+        data = window_targets(task, data)
     weights = None
     if task == "expr":
-        weights = torch.tensor(class_weights(train_set, TASK_OUTPUTS[task]), dtype=torch.float32, device=device)
+        counted = class_weights(train_set, TASK_OUTPUTS[task]) if config.output == "per_step" else \
+            class_weights_of(data.targets[data.mask].numpy(), TASK_OUTPUTS[task])
+        weights = torch.tensor(counted, dtype=torch.float32, device=device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
     use_amp = device.startswith("cuda")
