@@ -21,6 +21,7 @@ from avaffect.face.detectors import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E
 from avaffect.core.resources import load_manifest  # noqa: E402
 from avaffect.audio.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
 from avaffect.core.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
+from avaffect.fusion.postprocess import smoothing_settings  # noqa: E402
 from avaffect.fusion.systems import NO_FUSION, candidate_systems, resolve_systems  # noqa: E402
 
 TASKS = config["tasks"]
@@ -243,10 +244,8 @@ def family_settings(model):
     return settings
 
 
-def smoothing_settings(model):
-    if MODELS[model]["smoothing"] == "box":
-        return {"filter": "box", "frames": config["postprocess"]["box_frames"]}
-    return {"filter": "hamming", "window_s": config["postprocess"]["hamming_s"]}
+def model_smoothing(model):
+    return smoothing_settings(MODELS[model]["smoothing"], config["postprocess"])
 
 
 def sample_file(wildcards):

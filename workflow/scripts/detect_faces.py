@@ -3,28 +3,20 @@
 from pathlib import Path
 
 from avaffect.core.logs import job_logger
-from avaffect.core.progress import Progress, counted
 from avaffect.core.resources import Resource, verify
 from avaffect.core.tables import read_json, write_parquet
 from avaffect.corpus.layout import side_of
-from avaffect.face.detectors import build_detector, detect_all
-from avaffect.face.tracking import faces_table, track_person
-from avaffect.media.video import iter_frames, read_ahead
+from avaffect.face.detectors import build_detector, tracked_faces
 
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
 probe = read_json(snakemake.input.probe)
-fps, side = probe["fps"], side_of(snakemake.wildcards.sample)
+side = side_of(snakemake.wildcards.sample)
 weights = {name: verify(Resource(**entry), Path(snakemake.input[name]),
                         accept_unpinned=entry["key"] in p.accept_unpinned) for name, entry in p.weights.items()}
 detector = build_detector(p.detector, p.settings, p.device, weights, p.pythons, p.engine)
-frames = counted(read_ahead(iter_frames(Path(snakemake.input.video)), p.batch_size),
-                 Progress("face detection", "frame", probe["n_frames"], log.info, snakemake.config["progress_s"]))
-numbers, found = detect_all(frames, detector, p.batch_size)
-t = p.tracking
-track = track_person(found, t["min_iou"], max(1, round(t["max_gap_s"] * fps)), side, probe["width"],
-                     max_appearance_distance=t["max_appearance_distance"], appearance_memory=t["appearance_memory"])
-table = faces_table(numbers, track, [len(f) for f in found], fps)
+table = tracked_faces(Path(snakemake.input.video), probe, detector, p.batch_size, p.tracking, side, log.info,
+                      snakemake.config["progress_s"])
 seen = int(table["has_face"].sum())
 log.info("%s: tracked %s face in %d of %d frames (%s)", snakemake.input.video, f"the {side}" if side else "a", seen,
          len(table), detector.name)

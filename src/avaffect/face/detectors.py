@@ -4,18 +4,20 @@ ResNet-50), chained so that each is asked only where the ones before found nothi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from avaffect.core.devices import resolve_device
+from avaffect.core.progress import Progress, counted
 from avaffect.face.boxes import FaceBox
-from avaffect.face.tracking import with_appearance
-from avaffect.media.video import numbered_batches
+from avaffect.face.tracking import faces_table, track_person, with_appearance
+from avaffect.media.video import iter_frames, numbered_batches, read_ahead
 
 
 class FaceDetector(Protocol):
@@ -239,3 +241,18 @@ def detect_all(frames: Iterable[tuple[int, np.ndarray]], detector: FaceDetector,
         found.extend(with_appearance(image, faces)
                      for image, faces in zip(images, detector.detect_batch(images), strict=True))
     return numbers, found
+
+
+def tracked_faces(video: Path, probe: dict, detector: FaceDetector, batch_size: int, tracking: dict,
+                  side: str | None, report: Callable[[str], None], every_s: float) -> pd.DataFrame:
+    """The faces table (faces_table) of one person of a video: faces detected in every frame, the person kept
+    across frames by track_person (`side` of a two-person video; None: the largest face). `tracking` is the
+    config section faces.tracking; progress lines go to `report` every `every_s` seconds."""
+    fps = probe["fps"]
+    frames = counted(read_ahead(iter_frames(Path(video)), batch_size),
+                     Progress("face detection", "frame", probe["n_frames"], report, every_s))
+    numbers, found = detect_all(frames, detector, batch_size)
+    track = track_person(found, tracking["min_iou"], max(1, round(tracking["max_gap_s"] * fps)), side,
+                         probe["width"], max_appearance_distance=tracking["max_appearance_distance"],
+                         appearance_memory=tracking["appearance_memory"])
+    return faces_table(numbers, track, [len(f) for f in found], fps)
