@@ -15,7 +15,8 @@ rule bundle:
         fusions=expand(BUNDLE_FILES["fusion"], task=TASKS, system=SUBMITTED),
         parameters=expand(BUNDLE_FILES["parameters"], task=TASKS, system=SUBMITTED),
     output:
-        bundle=directory("results/bundle"),
+        # The manifest, not the folder: Snakemake would add a file to a directory() output, unlisted in it.
+        manifest="results/bundle/manifest.json",
         archive="results/bundle.tar.gz",
     log:
         "results/logs/bundle.log",

@@ -37,7 +37,7 @@ for name in sorted(extractors & set(p.extractor_weights)):
     extractor_weights[name] = f"extractors/{name}/{Path(snakemake.input[name]).name}"
     files[extractor_weights[name]] = snakemake.input[name]
 info = {"tasks": tasks, "models": models, "detector_weights": weights, "extractor_weights": extractor_weights}
-write_bundle(Path(snakemake.output.bundle), {name: Path(source) for name, source in files.items()}, info,
-             snakemake.config)
-write_archive(Path(snakemake.output.bundle), Path(snakemake.output.archive))
-log.info("%d files in %s, archived as %s", len(files), snakemake.output.bundle, snakemake.output.archive)
+bundle = Path(snakemake.output.manifest).parent
+write_bundle(bundle, {name: Path(source) for name, source in files.items()}, info, snakemake.config)
+write_archive(bundle, Path(snakemake.output.archive))
+log.info("%d files in %s, archived as %s", len(files), bundle, snakemake.output.archive)
