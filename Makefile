@@ -22,7 +22,8 @@ $(TEST_RESOURCES): | $(BIN)/snakemake
 
 install: $(BIN)/snakemake $(TEST_RESOURCES)
 
-# The default target (rule all): both submissions, the metrics table, the report's figures and runtimes.
+# The default target (rule all): both submissions, the metrics table, the report's figures, runtimes and the
+# model bundle.
 demo: install
 	$(BIN)/snakemake --cores $(CORES)
 	@echo
@@ -30,6 +31,7 @@ demo: install
 	@echo "  submissions:    results/submission_va.txt results/submission_expr.txt"
 	@echo "  metrics table:  results/metrics/validation.csv"
 	@echo "  report figures: results/report/"
+	@echo "  model bundle:   results/bundle/ and results/bundle.tar.gz (docs/bundle.md)"
 	@echo "  report:         results/report.html, which this command writes:"
 	@echo "    $(BIN)/snakemake --report results/report.html"
 

@@ -23,6 +23,7 @@ include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/fusion.smk"
 include: "rules/report.smk"
+include: "rules/bundle.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
         "results/metrics/validation.csv",
         expand("results/report/validation/{task}", task=TASKS),
         rules.runtimes.output,
+        rules.bundle.output,

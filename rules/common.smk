@@ -21,6 +21,7 @@ from avaffect.face.detectors import DETECTOR_ENVS, DETECTOR_RESOURCES  # noqa: E
 from avaffect.core.resources import load_manifest  # noqa: E402
 from avaffect.audio.separation import DIGESTS_FILE, SPLEETER_CHECKPOINT_FILES  # noqa: E402
 from avaffect.core.venvs import READY_FILE as VENV_READY_FILE, pip_pins, python_version, venv_python  # noqa: E402
+from avaffect.fusion.postprocess import smoothing_settings  # noqa: E402
 from avaffect.fusion.systems import NO_FUSION, candidate_systems, resolve_systems  # noqa: E402
 from avaffect.models.extractors import ConfigError, check_model_extractors, static_models  # noqa: E402
 
@@ -285,10 +286,8 @@ def end_to_end_inputs(task, splits):
     }
 
 
-def smoothing_settings(model):
-    if MODELS[model]["smoothing"] == "box":
-        return {"filter": "box", "frames": config["postprocess"]["box_frames"]}
-    return {"filter": "hamming", "window_s": config["postprocess"]["hamming_s"]}
+def model_smoothing(model):
+    return smoothing_settings(MODELS[model]["smoothing"], config["postprocess"])
 
 
 def sample_file(wildcards):
@@ -395,3 +394,27 @@ SPLEETER_MODEL_FILES = [f"{SPLEETER_MODEL_DIR}/{name}" for name in (*SPLEETER_CH
 def spleeter_runtime(wildcards):
     """The built venv as an input, unless conda provides the environment."""
     return {} if SPLEETER_IN_CONDA else {"venv": venv_ready("spleeter")}
+
+
+# What rule bundle reads, per model, task, window and system.
+BUNDLE_FILES = {
+    "selection": "results/models/{model}/{task}/selected.json",
+    "checkpoint": "results/models/{model}/{task}/w{window}/checkpoint.pt",
+    "fusion": "results/fusion/{task}/{system}/fusion.safetensors",
+    "parameters": "results/fusion/{task}/{system}/parameters.json",
+}
+# The fine-tuned weights an extractor reads, for a bundle whose models read it.
+EXTRACTOR_WEIGHTS = {"static": "results/static/checkpoint.pt"} | (
+    {"pdem": PDEM_FINETUNED_WEIGHTS} if PDEM_FINETUNE_LAYERS else {}
+)
+
+
+def submitted_models():
+    """(model, task) of every model a system the submission chooses among fuses."""
+    return sorted({(m, task) for system in SUBMITTED for task in TASKS for m in system_models(system, task)})
+
+
+def extractor_weights(wildcards):
+    """The fine-tuned weights of the extractors the submitted systems' models read, as named inputs."""
+    extractors = {MODELS[m]["extractor"] for m, _ in submitted_models()}
+    return {name: path for name, path in EXTRACTOR_WEIGHTS.items() if name in extractors}

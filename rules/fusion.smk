@@ -6,6 +6,7 @@ rule fuse:
         annotations=lambda w: annotations(w.task, "validation"),
     output:
         parameters="results/fusion/{task}/{system}/parameters.json",
+        fusion="results/fusion/{task}/{system}/fusion.safetensors",
         validation="results/fusion/{task}/{system}/validation.parquet",
         test="results/fusion/{task}/{system}/test.parquet",
         metrics="results/fusion/{task}/{system}/metrics.json",

@@ -97,7 +97,7 @@ rule smooth_predictions:
         mem_mb=1000,
     params:
         samples=lambda w: split_samples(w.task, w.split),
-        smoothing=lambda w: smoothing_settings(w.model),
+        smoothing=lambda w: model_smoothing(w.model),
         max_gap_s=config["postprocess"]["max_gap_s"],
     script:
         "../workflow/scripts/smooth_predictions.py"

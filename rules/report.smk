@@ -103,6 +103,7 @@ rule runtimes:
     input:
         # Everything else the workflow makes, so that every other job's benchmark file is there.
         expand("results/submission_{task}.txt", task=TASKS),
+        "results/bundle.tar.gz",
         expand("results/submissions/{system}/submission_{task}.txt", system=SYSTEMS, task=TASKS),
         "results/metrics/validation.csv",
         expand("results/report/validation/{task}", task=TASKS),

@@ -169,7 +169,7 @@ def test_changing_the_hamming_window_reruns_only_smoothing_and_after(demo_run):
     assert "Nothing to be done" in snakemake(demo_run, "-n").stdout
     jobs = planned_jobs(snakemake(demo_run, "-n", "--configfile", str(changed)).stdout)
     assert set(jobs) == {"smooth_predictions", "fuse", "system_submission", "submission", "metrics_table",
-                         "validation_figures", "runtimes", "all"}
+                         "validation_figures", "bundle", "runtimes", "all"}
     # 4 of the 5 models smooth with a Hamming window (visual_linear uses a box filter): 2 tasks x 2 splits each
     assert jobs["smooth_predictions"] == 16
 

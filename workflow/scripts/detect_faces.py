@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from avaffect.core.logs import job_logger
-from avaffect.core.progress import Progress, counted
 from avaffect.core.resources import Resource, verify
 from avaffect.core.tables import read_json, write_parquet
 from avaffect.corpus.layout import side_of
@@ -13,7 +12,7 @@ from avaffect.media.video import iter_frames, read_ahead
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
 probe = read_json(snakemake.input.probe)
-fps, side = probe["fps"], side_of(snakemake.wildcards.sample)
+side = side_of(snakemake.wildcards.sample)
 weights = {name: verify(Resource(**entry), Path(snakemake.input[name]),
                         accept_unpinned=entry["key"] in p.accept_unpinned) for name, entry in p.weights.items()}
 detector = build_detector(p.detector, p.settings, p.device, weights, p.pythons, p.engine)

@@ -6,7 +6,15 @@ from avaffect.core.logs import job_logger
 from avaffect.core.tables import read_json, read_parquet, write_json, write_parquet
 from avaffect.corpus.layout import probes_by_sample
 from avaffect.corpus.tasks import PREDICTION_COLUMNS
-from avaffect.fusion.selection import DEFAULT_FOLDS, apply_fitted_fusion, compare_fusions, filled_table, frame_labels
+from avaffect.fusion.selection import (
+    DEFAULT_FOLDS,
+    apply_fitted_fusion,
+    compare_fusions,
+    filled_table,
+    frame_labels,
+    read_fitted_fusion,
+    write_fitted_fusion,
+)
 
 log = job_logger(snakemake.log[0], "fuse")
 p = snakemake.params
@@ -30,7 +38,10 @@ log.info("system %s (%s of %s): out-of-fold %s; in-sample %s", system, method, p
          fusion.report["out_of_fold"], fusion.report["in_sample"])
 # The validation table holds out-of-fold predictions: each video fused by parameters chosen without it.
 fused_validation, _ = filled_table(validation[0], fusion.out_of_fold, columns, report["prior"])
-fused_test, filled_test = apply_fitted_fusion(test, fusion, columns, report["prior"])
+# The test set is fused by the fusion as stored, read back: what a model bundle applies (avaffect.app.bundle).
+write_fitted_fusion(fusion, report["prior"], Path(snakemake.output.fusion))
+stored, prior = read_fitted_fusion(Path(snakemake.output.fusion))
+fused_test, filled_test = apply_fitted_fusion(test, stored, columns, prior)
 if filled_test:
     log.warning("%d test frames had no prediction from any model; filled with the validation prior", filled_test)
 report |= {"system": system, "method": method, "models": p.models, "filled_test_frames": filled_test}

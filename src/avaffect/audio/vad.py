@@ -3,6 +3,8 @@ or both; voiced segments."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy.ndimage import median_filter
@@ -136,3 +138,32 @@ def combine(method: str, mouth: np.ndarray | None, voice: np.ndarray | None) -> 
     if method == "voice":
         return voice
     return mouth & voice
+
+
+def voice_activity_table(probe: dict, vad: dict, landmarks: pd.DataFrame | None,
+                         audio: tuple[np.ndarray, int] | None, report: Callable[[str], None]) -> pd.DataFrame:
+    """The vad table (vad_table) of one sample by the method of `vad` (config section vad): the mouth from its
+    landmarks table, the voice from its (samples, rate) audio, whichever the method reads (None: not read).
+    What each source found is reported through `report`."""
+    settings = dict(vad)
+    method, voice_settings = settings.pop("method"), settings.pop("voice")
+    fps = probe["fps"]
+    frames = np.arange(1, probe["n_frames"] + 1)
+    evidence, mouth, voice = {}, None, None
+    if landmarks is not None:
+        opening = landmarks.set_index("frame")["mouth_open"].reindex(frames).to_numpy(float)
+        mouth = mouth_vad(opening, fps, **settings)
+        evidence |= {"mouth_open": opening, "mouth_speaking": mouth}
+        report(f"mouth: {100 * mouth.mean():.1f}% of frames voiced ({100 * np.isnan(opening).mean():.1f}% "
+               "without the face)")
+    if audio is not None:
+        samples, rate = audio
+        speech = VoiceActivity().speech_seconds(samples, rate, **voice_settings)
+        voice = frames_in_segments(frames, fps, speech)
+        evidence["voice_speaking"] = voice
+        report(f"voice (Silero): {len(speech)} speech segments, {100 * voice.mean():.1f}% of frames voiced")
+    speaking = combine(method, mouth, voice)
+    table = vad_table(frames, fps, speaking, evidence)
+    report(f"vad {method}: {table['segment'].max() + 1} voiced segments, {100 * speaking.mean():.1f}% of frames "
+           "voiced")
+    return table

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from avaffect.face.landmarks import KEY_LANDMARKS
+from avaffect.face.landmarks import KEY_LANDMARKS, points_from_table
+from avaffect.media.timeline import sample_frames
 
 FACE_DESCRIPTOR = (
     "roll", "interocular", "face_height", "center_x", "center_y", "mouth_open", "mouth_width",
@@ -52,3 +54,15 @@ def face_descriptor(points: np.ndarray, width: int, height: int) -> np.ndarray:
         (mouth_mid[:, 1] - lips_mid[:, 1]) / face_height,
     ]
     return np.stack(columns, axis=1).astype(np.float32)
+
+
+def landmark_embeddings(landmarks: pd.DataFrame, probe: dict, rate_hz: float
+                        ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Extractor `landmarks`: the descriptor of a landmarks table at frames sampled at `rate_hz`. Returns the
+    per-row columns (frame, time_s), the (rows, descriptor) matrix (zero without a face) and where a face is."""
+    frames = sample_frames(probe["n_frames"], probe["fps"], rate_hz)
+    points = points_from_table(landmarks.set_index("frame").reindex(frames).reset_index())
+    present = ~np.isnan(points).any(axis=(1, 2))
+    matrix = np.zeros((len(frames), len(FACE_DESCRIPTOR)), np.float32)
+    matrix[present] = face_descriptor(points[present], probe["width"], probe["height"])
+    return {"frame": frames, "time_s": (frames - 1) / probe["fps"]}, matrix, present

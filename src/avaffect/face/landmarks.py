@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from avaffect.face.boxes import FaceBox, crop_box
+from avaffect.core.progress import Progress, counted
+from avaffect.face.boxes import FaceBox, crop_box, on_tracked_faces
+from avaffect.face.tracking import boxes_from_table
+from avaffect.media.video import iter_frames
 
 # Face-mesh indices of the points the workflow keeps (of 468); the descriptor in `features` uses them.
 KEY_LANDMARKS = {
@@ -117,3 +120,14 @@ def landmarks_table(numbers: Sequence[int], points: dict[int, np.ndarray | None]
 def points_from_table(table: pd.DataFrame) -> np.ndarray:
     """(n_frames, n_key, 2) key landmarks of a landmarks table, NaN where there are none."""
     return table[LANDMARK_COLUMNS].to_numpy(np.float32).reshape(len(table), len(KEY_LANDMARKS), 2)
+
+
+def tracked_landmarks(video: Path, faces: pd.DataFrame, fps: float, crop_margin: float,
+                      report: Callable[[str], None], every_s: float) -> pd.DataFrame:
+    """The landmarks table of a video's tracked face: the face mesh (FaceMesh) on every frame of the faces
+    table (tracking.faces_table) that has a face; progress lines go to `report` every `every_s` seconds."""
+    boxes = boxes_from_table(faces)
+    mesh = FaceMesh(crop_margin)
+    frames = counted(iter_frames(Path(video), boxes), Progress("face mesh", "frame", len(boxes), report, every_s))
+    points = dict(on_tracked_faces(frames, boxes, mesh.key_points))
+    return landmarks_table(faces["frame"].tolist(), points, fps)

@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.ensemble._forest import _generate_unsampled_indices  # the bags sklearn's own OOB score uses
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from avaffect.corpus.metrics import (
     valid_va,
@@ -191,3 +193,64 @@ def forest_predict(forest: Forest, features: np.ndarray, task: str) -> np.ndarra
             proba[:, forest.classes_.astype(np.int64)] = forest.predict_proba(features[part])
             out[part] = proba
     return out
+
+
+TREE_PREFIX = "tree."
+"""Names of a forest's arrays among others (forest_arrays): `tree.<field>` per node field of sklearn's trees,
+concatenated over the trees, `tree.values`, `tree.node_counts`, `tree.max_depths` and `tree.classes`."""
+
+
+def forest_arrays(forest: Forest) -> dict[str, np.ndarray]:
+    """A fitted forest as plain arrays (no pickle: safetensors stores them): the node table and the node values
+    of every tree, concatenated, with each tree's node count and depth, and the classes of a classifier
+    (empty for a regressor). forest_from_arrays rebuilds the same forest, with the same predictions."""
+    states = [tree.tree_.__getstate__() for tree in forest.estimators_]
+    nodes = np.concatenate([state["nodes"] for state in states])
+    arrays = {f"{TREE_PREFIX}{name}": np.ascontiguousarray(nodes[name]) for name in NODE_DTYPE.names}
+    arrays[f"{TREE_PREFIX}values"] = np.concatenate([state["values"] for state in states])
+    arrays[f"{TREE_PREFIX}node_counts"] = np.array([state["node_count"] for state in states], np.int64)
+    arrays[f"{TREE_PREFIX}max_depths"] = np.array([state["max_depth"] for state in states], np.int64)
+    classes = forest.classes_ if isinstance(forest, RandomForestClassifier) else np.zeros(0)
+    arrays[f"{TREE_PREFIX}classes"] = np.asarray(classes, np.int64)
+    arrays[f"{TREE_PREFIX}n_features"] = np.array([forest.n_features_in_], np.int64)
+    return arrays
+
+
+def forest_from_arrays(arrays: dict[str, np.ndarray], task: str) -> Forest:
+    """The forest of forest_arrays: a regressor for VA, a classifier for EXPR, of sklearn's own trees, so that
+    forest_predict runs sklearn's prediction code on it. A ValueError names what is missing or inconsistent."""
+    names = (*NODE_DTYPE.names, "values", "node_counts", "max_depths", "classes", "n_features")
+    missing = [name for name in names if f"{TREE_PREFIX}{name}" not in arrays]
+    if missing:
+        raise ValueError(f"forest: arrays {missing} are missing")
+    field = {name: arrays[f"{TREE_PREFIX}{name}"] for name in names}
+    counts, values = field["node_counts"], field["values"]
+    n_features, n_outputs = int(field["n_features"][0]), values.shape[1]
+    if counts.sum() != len(values) or any(len(field[name]) != len(values) for name in NODE_DTYPE.names):
+        raise ValueError(f"forest: {counts.sum()} nodes by node_counts, but {len(values)} node values and node "
+                         f"fields of lengths {sorted({len(field[name]) for name in NODE_DTYPE.names})}")
+    nodes = np.empty(len(values), NODE_DTYPE)
+    for name in NODE_DTYPE.names:
+        nodes[name] = field[name]
+    classifier = task != "va"
+    classes = field["classes"]
+    n_classes = np.array([len(classes) if classifier else 1] * n_outputs, np.intp)
+    tree_type, forest_type = ((DecisionTreeClassifier, RandomForestClassifier) if classifier
+                              else (DecisionTreeRegressor, RandomForestRegressor))
+    estimators = []
+    for start, count, depth in zip(np.cumsum(counts) - counts, counts, field["max_depths"], strict=True):
+        tree = tree_type(min_samples_leaf=RF_MIN_SAMPLES_LEAF, max_features=RF_MAX_FEATURES)
+        tree.tree_ = Tree(n_features, n_classes, n_outputs)
+        tree.tree_.__setstate__({"max_depth": int(depth), "node_count": int(count),
+                                 "nodes": nodes[start:start + count], "values": values[start:start + count]})
+        tree.n_features_in_, tree.n_outputs_ = n_features, n_outputs
+        if classifier:
+            tree.classes_, tree.n_classes_ = classes.astype(np.float64), len(classes)
+        estimators.append(tree)
+    forest = forest_type(n_estimators=len(estimators), min_samples_leaf=RF_MIN_SAMPLES_LEAF,
+                         max_features=RF_MAX_FEATURES)
+    forest.estimators_, forest.estimator_ = estimators, estimators[0]
+    forest.n_features_in_, forest.n_outputs_ = n_features, n_outputs
+    if classifier:
+        forest.classes_, forest.n_classes_ = classes, len(classes)
+    return forest

@@ -132,6 +132,14 @@ def smooth(values: np.ndarray, fps: float, smoothing: dict) -> np.ndarray:
     return hamming_smooth(values, hamming_window_frames(smoothing["window_s"], fps))
 
 
+def smoothing_settings(smoothing: str, postprocess: dict) -> dict:
+    """What `smooth` reads for a model's `smoothing` (config models.<name>.smoothing), from the config section
+    postprocess: the box filter's frames, or the Hamming window's seconds."""
+    if smoothing == "box":
+        return {"filter": "box", "frames": postprocess["box_frames"]}
+    return {"filter": "hamming", "window_s": postprocess["hamming_s"]}
+
+
 def frame_level(raw: pd.DataFrame, videos: list[str], probes: dict[str, dict], columns: list[str],
                 smoothing: dict, *, max_gap_s: float) -> pd.DataFrame:
     """Every frame of every video: label-rate predictions interpolated to frame times, then smoothed.

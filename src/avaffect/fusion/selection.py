@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 from sklearn.model_selection import GroupKFold
 
+from avaffect.core.tables import atomic_write
 from avaffect.corpus.annotations import align_to_frames, read_annotation
 from avaffect.corpus.layout import annotation_path, video_of
 from avaffect.corpus.metrics import (
@@ -38,6 +41,8 @@ from avaffect.fusion.forest import (
     RF_MIN_SAMPLES_LEAF,
     Forest,
     fit_forest,
+    forest_arrays,
+    forest_from_arrays,
     forest_predict,
     forest_rows,
     stacking_features,
@@ -288,3 +293,45 @@ def metrics_table(reports: Sequence[dict], tasks: Sequence[str]) -> pd.DataFrame
                          "models": " ".join(report["models"]), "estimate": estimate} | fused[estimate])
     return pd.DataFrame(rows).reindex(columns=["task", "name", "kind", "method", "models", "estimate",
                                                *METRIC_COLUMNS, "coverage"])
+
+
+FUSION_FORMAT = "1"
+"""Version of the fitted-fusion files (write_fitted_fusion); a reader refuses any other."""
+
+
+def write_fitted_fusion(fusion: FittedFusion, prior: Sequence[float], path: Path) -> None:
+    """What applying `fusion` needs, as safetensors (plain arrays, no pickle): its weights or its forest's
+    trees (forest.forest_arrays), and the prior that frames without any prediction take."""
+    arrays = {"prior": np.asarray(prior, np.float64)}
+    if fusion.weights is not None:
+        arrays["weights"] = np.asarray(fusion.weights, np.float64)
+    if fusion.forest is not None:
+        arrays |= forest_arrays(fusion.forest)
+    metadata = {"format": FUSION_FORMAT, "method": fusion.method, "task": fusion.task}
+    atomic_write(Path(path), lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
+
+
+def read_fitted_fusion(path: Path) -> tuple[FittedFusion, np.ndarray]:
+    """The fusion of write_fitted_fusion and its prior; a ValueError names the file and what is wrong."""
+    path = Path(path)
+    try:
+        with safe_open(path, "numpy") as file:
+            arrays = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118 (not a dict)
+            metadata = file.metadata() or {}
+    except (OSError, SafetensorError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable fitted-fusion file ({err})") from err
+    if metadata.get("format") != FUSION_FORMAT:
+        raise ValueError(f"{path}: fitted-fusion format {metadata.get('format')!r}, this avaffect reads "
+                         f"{FUSION_FORMAT!r}")
+    method, task = metadata.get("method"), metadata.get("task")
+    check_task(task)
+    try:
+        forest = forest_from_arrays(arrays, task) if method == "rf" else None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    if forest is None and "weights" not in arrays:
+        raise ValueError(f"{path}: method {method} needs fusion weights, the file has none")
+    fusion = FittedFusion(method, task, weights=arrays.get("weights"), forest=forest,
+                          n_trees=None if forest is None else len(forest.estimators_))
+    return fusion, arrays["prior"]
+
