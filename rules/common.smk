@@ -403,10 +403,8 @@ BUNDLE_FILES = {
     "fusion": "results/fusion/{task}/{system}/fusion.safetensors",
     "parameters": "results/fusion/{task}/{system}/parameters.json",
 }
-# The fine-tuned weights an extractor reads, for a bundle whose models read it.
-EXTRACTOR_WEIGHTS = {"static": "results/static/checkpoint.pt"} | (
-    {"pdem": PDEM_FINETUNED_WEIGHTS} if PDEM_FINETUNE_LAYERS else {}
-)
+# The fine-tuned weights an extractor reads, for a bundle whose models read it: each static model's checkpoint.
+EXTRACTOR_WEIGHTS = {name: f"results/static/{name}/checkpoint.pt" for name in STATIC_MODELS}
 
 
 def submitted_models():

@@ -4,7 +4,7 @@ ResNet-50), chained so that each is asked only where the ones before found nothi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from avaffect.core.devices import resolve_device
-from avaffect.core.progress import Progress, counted
 from avaffect.face.boxes import FaceBox
 from avaffect.face.tracking import faces_table, track_person, with_appearance
 from avaffect.media.video import numbered_batches
