@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from avaffect.core.logs import job_logger
+from avaffect.core.progress import Progress, counted
 from avaffect.core.resources import Resource, verify
 from avaffect.core.tables import read_json, write_parquet
 from avaffect.corpus.layout import side_of
@@ -12,7 +13,7 @@ from avaffect.media.video import iter_frames, read_ahead
 log = job_logger(snakemake.log[0], "detect_faces")
 p = snakemake.params
 probe = read_json(snakemake.input.probe)
-side = side_of(snakemake.wildcards.sample)
+fps, side = probe["fps"], side_of(snakemake.wildcards.sample)
 weights = {name: verify(Resource(**entry), Path(snakemake.input[name]),
                         accept_unpinned=entry["key"] in p.accept_unpinned) for name, entry in p.weights.items()}
 detector = build_detector(p.detector, p.settings, p.device, weights, p.pythons, p.engine)
