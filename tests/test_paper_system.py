@@ -10,10 +10,9 @@ What cannot be had here is replaced by a stand-in of the real format, said so:
   saved in the release's safetensors layout (AudioModelV3 unfreezes 4 layers, so 4 it must have); the workdir's
   copy of the manifest pins the shrunk config;
 - the static models' ImageNet weights: random initialisation (`static.imagenet_init: false`).
-The overlay below only shrinks sizes (epochs, frames, draws, the label rate, the sweep to 1 and 2 s); it skips no
-stage.
+The overlay below only shrinks sizes (epochs, frames, draws, the sweep to 1 and 2 s); it skips no stage.
 
-The run builds the Spleeter venv (pip downloads TensorFlow: minutes) and takes about fifteen minutes on two cores.
+The run builds the Spleeter venv (pip downloads TensorFlow: minutes) and takes about twenty minutes on two cores (the ViT-B/16 embeddings most of it).
 With AVAFFECT_PAPER_RUN_RECORD=<folder>, the metrics table and the runtimes (peak memory per rule) are copied
 there for docs/systems.md.
 """
@@ -41,8 +40,7 @@ UNPINNED = ["timm_efficientnet_b1", "timm_vit_base_patch16_224", "spleeter_2stem
 SMALL = {
     "corpus": {"root": "results/demo_corpus", "demo": True, "demo_test_labels": "results/demo_test_labels"},
     "separation": {"spleeter": {"chunk_s": 30.0, "mem_mb": 4000}},
-    "embeddings": {"rate_hz": 2},  # 2 label-rate steps a second, not 5: the ViT-B/16 embeds 2.5 times fewer frames
-    "static": {"imagenet_init": False, "epochs": 1, "frames_per_video": 6, "batch_size": 8},
+    "static": {"imagenet_init": False, "epochs": 1, "frames_per_video": 12, "batch_size": 8},
     "models": {name: {"windows_s": [1.0, 2.0]} for name in ("visual_va", "visual_expr")},
     "training": {"epochs": 3, "patience": 2, "batch_size": 16},
     "end_to_end": {"epochs": 1, "batch_size": 4},
