@@ -30,9 +30,9 @@ rule predict_end_to_end:
     output:
         "results/predictions/raw/{model}/{task}/w{window}/{split}.parquet",
     log:
-        "results/logs/predict/{model}/{task}/w{window}/{split}.log",
+        "results/logs/predict_end_to_end/{model}/{task}/w{window}/{split}.log",
     benchmark:
-        "results/benchmarks/predict/{model}/{task}/w{window}/{split}.tsv"
+        "results/benchmarks/predict_end_to_end/{model}/{task}/w{window}/{split}.tsv"
     wildcard_constraints:
         model=alternation(END_TO_END_MODELS),
     conda:

@@ -94,9 +94,9 @@ rule train_end_to_end:
         metrics="results/models/{model}/{task}/w{window}/metrics.json",
         history="results/models/{model}/{task}/w{window}/history.tsv",
     log:
-        "results/logs/train/{model}/{task}/w{window}.log",
+        "results/logs/train_end_to_end/{model}/{task}/w{window}.log",
     benchmark:
-        "results/benchmarks/train/{model}/{task}/w{window}.tsv"
+        "results/benchmarks/train_end_to_end/{model}/{task}/w{window}.tsv"
     wildcard_constraints:
         model=alternation(END_TO_END_MODELS),
     conda:
