@@ -364,7 +364,7 @@ def test_an_end_to_end_audio_model_trains_and_predicts_into_the_fusion_inputs(sh
     assert (raw[["valence", "arousal"]].abs() <= 1).all().all()
     smoothed = pd.read_parquet(workdir / E2E_TARGETS[0])
     assert set(smoothed["video"]) <= set(demo_manifest(workdir / "results" / "demo_corpus").samples["va"]["validation"])
-    log = (workdir / "results" / "logs" / "train" / "audio_e2e" / "va" / "w4.log").read_text()
+    log = (workdir / "results" / "logs" / "train_end_to_end" / "audio_e2e" / "va" / "w4.log").read_text()
     assert "training audio_gru on the last 1 of 2 PDEM layers" in log
 
 
