@@ -141,6 +141,7 @@ def test_the_schema_takes_per_window_and_refuses_an_unknown_output(tmp_path):
 
     def plan(models: dict):
         config["models"] = models  # replaced, not merged into the default models
+        config["systems"] = {"alone": {"models": ["window"], "method": "none"}}  # the defaults' name other models
         (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         return snakemake(workdir, "-n", "results/models/window/va/selected.json", check=False)
 
