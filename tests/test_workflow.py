@@ -323,6 +323,7 @@ def pdem_stand_in(shared: Path, workdir: Path, mirror: Path, layers: int = 2) ->
 E2E_MODEL = {"family": "audio_gru", "modality": "audio", "extractor": "waveform", "finetune_layers": 1,
              "windows_s": [4.0], "loss": "ccc", "smoothing": "hamming"}
 E2E_CONFIG = {"tasks": ["va"], "models": {"audio_e2e": E2E_MODEL},
+              "systems": {"with_e2e": {"models": ["audio_e2e", "visual"], "method": "swf"}},
               "end_to_end": {"epochs": 1, "batch_size": 4, "augment": True}}
 E2E_TARGETS = [f"results/predictions/audio_e2e/va/{split}.parquet" for split in ("validation", "test")]
 
@@ -337,9 +338,11 @@ def test_an_end_to_end_model_has_its_own_rules_beside_the_embedding_models(tmp_p
     everything = planned_jobs(snakemake(workdir, "-n", "--configfile", "e2e.yaml").stdout)
     defaults = yaml.safe_load((workdir / "config" / "config.yaml").read_text())["models"]
     assert everything["train_end_to_end"] == 1
+    # the defaults' systems fuse every default model: each trains for the one task, once per window
     assert everything["train"] == sum(len(spec["windows_s"]) for spec in defaults.values())
     # fusion takes its predictions like any model's
-    fusion = snakemake(workdir, "-n", "results/fusion/va/swf/validation.parquet", "--configfile", "e2e.yaml").stdout
+    fusion = snakemake(workdir, "-n", "results/fusion/va/with_e2e/validation.parquet", "--configfile",
+                       "e2e.yaml").stdout
     assert planned_jobs(fusion)["predict_end_to_end"] == 2 and E2E_TARGETS[1] in fusion.split("rule fuse:")[1]
 
 
@@ -375,6 +378,7 @@ def test_models_on_the_opensmile_extractors_plan_their_embeddings_and_augmented_
     (workdir / "opensmile.yaml").write_text(yaml.safe_dump({
         "models": {"audio_egemaps": audio_model | {"extractor": "egemaps"},
                    "audio_compare": audio_model | {"extractor": "compare"}},
+        "systems": {"opensmile": {"models": ["audio_compare", "audio_egemaps"], "method": "swf"}},
         "augmentation": {"copies": 2}}))
     result = snakemake(workdir, "-n", "--configfile", "opensmile.yaml")
     jobs = planned_jobs(result.stdout)
@@ -407,7 +411,9 @@ STATIC_READERS = {
 
 def test_each_static_model_has_its_own_training_and_embedding_jobs(tmp_path):
     workdir = make_workdir(tmp_path)
-    (workdir / "static.yaml").write_text(yaml.safe_dump({"models": STATIC_READERS}))
+    # a model is trained when a system fuses it
+    systems = {"static": {"models": sorted(STATIC_READERS), "method": "swf"}}
+    (workdir / "static.yaml").write_text(yaml.safe_dump({"models": STATIC_READERS, "systems": systems}))
     result = snakemake(workdir, "-n", "--configfile", "static.yaml")
     jobs = planned_jobs(result.stdout)
     manifest = demo_manifest(workdir / "results" / "demo_corpus")
