@@ -25,7 +25,7 @@ from avaffect.corpus.layout import annotation_path
 from avaffect.corpus.metrics import macro_f1, p_va
 from avaffect.corpus.tasks import SPLITS
 from avaffect.fusion.submission import read_submission
-from avaffect.tools.workdir import copy_workflow, planned_jobs
+from avaffect.tools.workdir import copy_workflow, planned_job_list, planned_jobs
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -239,9 +239,8 @@ def test_spleeter_plans_its_venv_checkpoint_and_separation(tmp_path):
 def planned_outputs(dry_run_output: str) -> dict[str, list[tuple[list[str], list[str]]]]:
     """(inputs, outputs) of every job that `snakemake -n` prints, per rule."""
     jobs: dict[str, list[tuple[list[str], list[str]]]] = {}
-    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", dry_run_output, re.MULTILINE):
-        files = {key: value.split(", ") for key, value in re.findall(r"^    (input|output): (.*)$", body, re.MULTILINE)}
-        jobs.setdefault(rule, []).append((files.get("input", []), files.get("output", [])))
+    for job in planned_job_list(dry_run_output):
+        jobs.setdefault(job.rule, []).append((list(job.inputs), list(job.outputs)))
     return jobs
 
 
