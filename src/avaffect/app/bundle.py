@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 import avaffect
-from avaffect.app.frames import frame_table
+from avaffect.app.frames import box_table, frame_table, side_of_person
 from avaffect.audio.logmel import audio_window_embeddings
 from avaffect.audio.vad import segments_seconds, voice_activity_table
 from avaffect.core.checkpoints import read_checkpoint
@@ -53,9 +53,6 @@ ARCHIVE_ROOT = "bundle"
 """The folder a bundle's archive holds."""
 EXTRACTOR_MODALITIES = {"landmarks": "face", "logmel": "audio"}
 """The extractors a bundle's predictor runs (the default config's); a model reading another is refused."""
-PERSONS = ("left", "right", "largest")
-"""Whom predict_video follows: the person on one side of a two-person video, or (as the workflow does for a
-one-person sample) the largest confident face a track starts on."""
 VERSION_PARTS = 2
 """A bundle is read by an avaffect of the same major.minor version as the one that wrote it."""
 
@@ -182,13 +179,12 @@ class Bundle:
         """The frame table (app.frames.frame_table) of `person` (PERSONS) in the video at `path`, and the
         tracked face boxes: frame, has_face, x0, y0, x1, y1 in pixels, frames numbered as in the frame table.
         Progress lines go to `progress`."""
-        if person not in PERSONS:
-            raise ValueError(f"person must be one of {', '.join(PERSONS)}, got '{person}'")
+        side = side_of_person(person)
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
         with tempfile.TemporaryDirectory(prefix="avaffect-predict-") as scratch:
-            stages = _Stages(self, path, None if person == "largest" else person, Path(scratch), progress)
+            stages = _Stages(self, path, side, Path(scratch), progress)
             return stages.frame_table(), stages.boxes()
 
 
@@ -288,9 +284,7 @@ class _Stages:
                            self.faces["has_face"].to_numpy(bool), self.vad["speaking"].to_numpy(bool))
 
     def boxes(self) -> pd.DataFrame:
-        faces = self.faces
-        return pd.DataFrame({"frame": faces["frame"].to_numpy() - 1, "has_face": faces["has_face"].to_numpy(bool),
-                             "x0": faces["x1"], "y0": faces["y1"], "x1": faces["x2"], "y1": faces["y2"]})
+        return box_table(self.faces)
 
 
 def _detector_weights(bundle: Bundle) -> dict[str, Path]:

@@ -29,8 +29,9 @@ from avaffect.core.tables import write_json
 from avaffect.corpus.layout import VIDEO_SUFFIXES
 from avaffect.media.video import probe_video
 
+from .frames import PERSONS
 from .outputs import summary, write_figure, write_overlay, write_tables
-from .zero_shot import PERSONS, ProgressFactory, fer_zero_shot
+from .zero_shot import ProgressFactory, fer_zero_shot
 
 log = logging.getLogger("avaffect")
 

@@ -38,3 +38,23 @@ def frame_table(fps: float, valence: np.ndarray, arousal: np.ndarray, probabilit
     table["has_face"] = np.asarray(has_face, dtype=bool)
     table["voiced"] = np.asarray(voiced, dtype=bool)
     return table[list(FRAME_COLUMNS)]
+
+
+PERSONS = ("left", "right", "largest")
+"""Whom a prediction follows: the person on one side of a two-person video, or (as the workflow does for a
+one-person sample) the largest confident face a track starts on."""
+BOX_COLUMNS = ("frame", "has_face", "x0", "y0", "x1", "y1")
+"""The tracked face per frame that a predictor returns beside its frame table: 0-based frame, pixels as shown."""
+
+
+def side_of_person(person: str) -> str | None:
+    """The tracker's side for a `--person` choice (None: it starts on the largest face)."""
+    if person not in PERSONS:
+        raise ValueError(f"person must be one of {', '.join(PERSONS)}, got '{person}'")
+    return None if person == "largest" else person
+
+
+def box_table(faces: pd.DataFrame) -> pd.DataFrame:
+    """The BOX_COLUMNS of a faces table (avaffect.face.tracking.faces_table: 1-based frames, x1..y2)."""
+    return pd.DataFrame({"frame": faces["frame"].to_numpy() - 1, "has_face": faces["has_face"].to_numpy(bool),
+                         "x0": faces["x1"], "y0": faces["y1"], "x1": faces["x2"], "y1": faces["y2"]})

@@ -27,32 +27,13 @@ from avaffect.face.tracking import boxes_from_table
 from avaffect.media.video import iter_frames, probe_video, read_ahead
 from avaffect.media.wav import extract_audio
 
-from .frames import frame_table
+from .frames import box_table, frame_table, side_of_person
 
 log = logging.getLogger(__name__)
 
 ProgressFactory = Callable[[str, int | None], Progress]
 """Makes the Progress of one stage of a video's prediction from what the stage does and how many frames it
 counts (None: unknown)."""
-PERSONS = ("largest", "left", "right")
-"""Whom a prediction follows: the largest face, or the person on one side of a two-person video."""
-BOX_COLUMNS = ("frame", "has_face", "x0", "y0", "x1", "y1")
-"""The tracked face per frame that a predictor returns beside its frame table: 0-based frame, pixels as shown."""
-
-
-def side_of_person(person: str) -> str | None:
-    """The tracker's side for a `--person` choice (None: it starts on the largest face)."""
-    if person not in PERSONS:
-        raise ValueError(f"person must be one of {', '.join(PERSONS)}, got '{person}'")
-    return None if person == "largest" else person
-
-
-def box_table(faces: pd.DataFrame) -> pd.DataFrame:
-    """The BOX_COLUMNS of a faces table (avaffect.face.tracking.faces_table: 1-based frames, x1..y2)."""
-    return pd.DataFrame({"frame": faces["frame"].to_numpy() - 1, "has_face": faces["has_face"].to_numpy(bool),
-                         "x0": faces["x1"], "y0": faces["y1"], "x1": faces["x2"], "y1": faces["y2"]})
-
-
 @dataclass
 class FerZeroShot:
     """fer's mini-XCEPTION behind the workflow's front end, with the settings of config sections faces, fer,
